@@ -1,0 +1,37 @@
+"""nnqft_ppl: probabilistic programming for the neural-network / field-theory correspondence.
+
+Quick start::
+
+    import nnqft_ppl as nq
+    arch = nq.GaussNet(d_in=1)
+    K = nq.kernel(arch, X)                                   # (P, P) GP kernel
+    stats = nq.correlators(arch, X, width=10, n_networks=10**6, seed=0, max_order=6)
+    stats.cumulant(4), stats.stderr(4)                       # xarray over `tuple`
+    k4 = nq.exact_cumulant(arch, X, width=10, order=4)       # exact finite-width oracle
+"""
+
+import jax
+
+# Cumulants are small differences of large moments, and the theory (kernels, quadrature,
+# Feynman integrals) must be checked to ~1e-8: the library works in float64 throughout.
+jax.config.update("jax_enable_x64", True)
+
+from .activations import ACTIVATIONS, get_activation  # noqa: E402
+from .architectures import MLP, ErfNet, GaussNet, ReLUNet, architecture_from_dict  # noqa: E402
+from .kernels import interaction_kernel, kernel  # noqa: E402
+from .multisets import index_multisets, tuple_labels  # noqa: E402
+
+__all__ = [
+    "ACTIVATIONS",
+    "get_activation",
+    "MLP",
+    "ErfNet",
+    "GaussNet",
+    "ReLUNet",
+    "architecture_from_dict",
+    "kernel",
+    "interaction_kernel",
+    "index_multisets",
+    "tuple_labels",
+]
+__version__ = "0.1.0"
