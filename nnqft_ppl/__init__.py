@@ -21,6 +21,11 @@ from .architectures import MLP, ErfNet, GaussNet, ReLUNet, architecture_from_dic
 from .kernels import interaction_kernel, kernel  # noqa: E402
 from .multisets import index_multisets, tuple_labels  # noqa: E402
 
+# --- ensembles, correlators, exact oracle (issue 2)
+# --- EFT: Feynman diagrams, couplings, symmetries, RG (issue 3)
+# --- likelihoods and inference (issue 4)
+# --- specs, report, reproduce (issue 5)
+
 __all__ = [
     "ACTIVATIONS",
     "get_activation",

@@ -1,0 +1,19 @@
+"""The ``nnqft`` command line (Typer). Each sub-module registers the commands of one topic."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="nnqft",
+    help="nnqft_ppl: sample network ensembles, measure correlators, fit and infer NGP couplings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from . import ensemble as _ensemble  # noqa: E402
+
+_ensemble.register(app)
+
+__all__ = ["app"]
