@@ -18,11 +18,28 @@ jax.config.update("jax_enable_x64", True)
 
 from .activations import ACTIVATIONS, get_activation  # noqa: E402
 from .architectures import MLP, ErfNet, GaussNet, ReLUNet, architecture_from_dict  # noqa: E402
+
+# --- ensembles, correlators, exact oracle (issue 2)
+from .correlators import (  # noqa: E402
+    BatchErrorWarning,
+    CorrelatorStats,
+    correlators,
+    monte_carlo_kernel,
+)
+from .ensemble import MomentSums, accumulate_moments, sample_outputs  # noqa: E402
+from .exact import exact_covariance, exact_cumulant, exact_cumulants, exact_moments  # noqa: E402
 from .kernels import interaction_kernel, kernel  # noqa: E402
 from .multisets import index_multisets, tuple_labels  # noqa: E402
 
-# --- ensembles, correlators, exact oracle (issue 2)
 # --- EFT: Feynman diagrams, couplings, symmetries, RG (issue 3)
+# isort: split
+from . import couplings  # noqa: E402
+from .couplings import fit_coupling, measured_coupling  # noqa: E402
+from .feynman import eft_correlators, eft_cumulants  # noqa: E402
+from .rg import rg_flow  # noqa: E402
+from .symmetries import allowed_coupling_forms, gp_symmetries  # noqa: E402
+from .vertex import vertex_integral  # noqa: E402
+
 # --- likelihoods and inference (issue 4)
 # --- specs, report, reproduce (issue 5)
 
@@ -38,5 +55,15 @@ __all__ = [
     "interaction_kernel",
     "index_multisets",
     "tuple_labels",
+    # EFT (issue 3)
+    "couplings",
+    "vertex_integral",
+    "measured_coupling",
+    "fit_coupling",
+    "eft_cumulants",
+    "eft_correlators",
+    "rg_flow",
+    "gp_symmetries",
+    "allowed_coupling_forms",
 ]
 __version__ = "0.1.0"

@@ -21,6 +21,7 @@ __all__ = [
     "index_multisets",
     "multiset_rank",
     "even_partitions",
+    "partition_plan",
     "monomials",
     "cumulants_from_moments",
     "moments_from_cumulants",
@@ -117,7 +118,7 @@ def monomials(values, max_order: int) -> dict[int, object]:
 
 
 @cache
-def _partition_plan(n_inputs: int, order: int):
+def partition_plan(n_inputs: int, order: int):
     """Gather plan for sums over even partitions of every multiset of ``order``.
 
     Groups the partitions by their block sizes. For each group returns
@@ -149,7 +150,7 @@ def _partition_sum(tables, n_inputs, order, weight):
     Partitions with a block size missing from ``tables`` count as zero.
     """
     total = 0.0
-    for sizes, ranks in _partition_plan(n_inputs, order):
+    for sizes, ranks in partition_plan(n_inputs, order):
         if any(size not in tables for size in sizes):
             continue
         term = 1.0
@@ -171,9 +172,7 @@ def cumulants_from_moments(moments: dict, n_inputs: int, max_order: int) -> dict
     def mobius(k):
         return (-1) ** (k - 1) * math.factorial(k - 1)
 
-    return {
-        n: _partition_sum(moments, n_inputs, n, mobius) for n in range(2, max_order + 1, 2)
-    }
+    return {n: _partition_sum(moments, n_inputs, n, mobius) for n in range(2, max_order + 1, 2)}
 
 
 def moments_from_cumulants(cumulants: dict, n_inputs: int, max_order: int) -> dict:

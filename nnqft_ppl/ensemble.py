@@ -1,0 +1,286 @@
+"""Streaming ensembles: sample networks in jit-compiled chunks, keep only mergeable sums.
+
+Randomness is counter-based: network number ``a`` of the ensemble with seed ``s`` gets its
+parameters from ``fold_in(PRNGKey(s), a)`` (threefry), so its outputs do not depend on the
+chunk size, the device or how the range of networks is split between workers.
+
+The ensemble of ``n_networks`` is cut into contiguous *batches* of ``batch_size`` networks.
+A :class:`MomentSums` holds, per batch, the sums of every monomial ``f_i1 ... f_in`` over
+unique index multisets of even order ``n <= max_order`` (float64): memory is
+``n_batches x sum_n C(P+n-1, n)``, independent of the number of networks, and two of them for
+disjoint network ranges merge by addition. Correlators, jackknife errors and covariances are
+computed from these sums in :mod:`nnqft_ppl.correlators`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .architectures import MLP
+from .checks import check_inputs, check_positive_int, check_width
+from .multisets import index_multisets, monomials, multiset_rank
+
+__all__ = ["MomentSums", "accumulate_moments", "sample_outputs", "iter_output_chunks"]
+
+_NORMALS_PER_CHUNK = 1 << 22  # ~32 MB of float64 parameters per chunk
+DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
+
+
+@dataclass
+class MomentSums:
+    """Per-batch monomial sums of an ensemble: the mergeable accumulator.
+
+    Attributes:
+        n_inputs: P.
+        max_order: highest even order accumulated.
+        n_networks: size of the whole ensemble (fixes the batch layout).
+        batch_size: networks per batch (the last batch may be shorter).
+        sums: ``{n: float64 (n_batches, C(P+n-1, n))}`` for even ``n <= max_order``.
+        counts: ``(n_batches,)`` networks accumulated into each batch so far.
+    """
+
+    n_inputs: int
+    max_order: int
+    n_networks: int
+    batch_size: int
+    sums: dict = field(repr=False)
+    counts: np.ndarray = field(repr=False)
+
+    @classmethod
+    def empty(cls, n_inputs: int, max_order: int, n_networks: int, n_batches: int):
+        """Zero sums for an ensemble of ``n_networks`` cut into ``n_batches`` batches."""
+        batch_size = math.ceil(n_networks / n_batches)
+        n_batches = math.ceil(n_networks / batch_size)
+        sums = {
+            n: np.zeros((n_batches, len(index_multisets(n_inputs, n))))
+            for n in range(2, max_order + 1, 2)
+        }
+        return cls(n_inputs, max_order, n_networks, batch_size, sums, np.zeros(n_batches))
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.counts)
+
+    @property
+    def n_accumulated(self) -> int:
+        """Networks accumulated so far."""
+        return int(self.counts.sum())
+
+    def merge(self, other: MomentSums) -> MomentSums:
+        """Sums of two accumulators over disjoint network ranges of the same ensemble."""
+        if (self.n_inputs, self.max_order, self.n_networks, self.batch_size) != (
+            other.n_inputs,
+            other.max_order,
+            other.n_networks,
+            other.batch_size,
+        ):
+            raise ValueError("can only merge moment sums of the same ensemble layout")
+        sums = {n: self.sums[n] + other.sums[n] for n in self.sums}
+        return MomentSums(
+            self.n_inputs,
+            self.max_order,
+            self.n_networks,
+            self.batch_size,
+            sums,
+            self.counts + other.counts,
+        )
+
+
+def _default_chunk(arch: MLP, width: int, n_inputs: int, max_order: int) -> int:
+    per_network = arch.n_parameters(width) + len(index_multisets(n_inputs, max_order))
+    chunk = max(256, min(1 << 16, _NORMALS_PER_CHUNK // per_network))
+    return 1 << int(math.log2(chunk))
+
+
+@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype"))
+def _draw_chunk(arch, X, width, root, start, chunk, dtype):
+    """Outputs ``(chunk, P)`` of networks ``start .. start + chunk - 1``."""
+    index = start + jnp.arange(chunk)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(root, index)
+    return jax.vmap(lambda k: arch.draw_outputs(k, X, width, dtype))(keys)
+
+
+@cache
+def _half_split(n_inputs: int, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each multiset of even ``order`` as (first half, second half): their ranks at order/2."""
+    T = index_multisets(n_inputs, order)
+    half = order // 2
+    return multiset_rank(T[:, :half], n_inputs), multiset_rank(T[:, half:], n_inputs)
+
+
+@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "max_order", "batch_size"))
+def _chunk_sums(arch, X, width, root, start, stop, chunk, dtype, max_order, batch_size):
+    """Monomial sums of networks ``[start, min(start + chunk, stop))``, ``chunk <= batch_size``.
+
+    The chunk spans at most two batches (slots ``start // batch_size + 0, 1``). Returns
+    ``({n: (2, M_n)}, counts (2,))``. Order-2k sums come from one GEMM of the degree-k
+    monomials, ``sum_c D_k[c, i] D_k[c, j]``, read at the (first half, second half) split of
+    each multiset, so only ``sum_{k <= max_order/2} C(P+k-1, k)`` products are formed per
+    network instead of one per multiset.
+    """
+    f = _draw_chunk(arch, X, width, root, start, chunk, dtype).astype(jnp.float64)
+    index = start + jnp.arange(chunk)
+    valid = index < stop
+    slot = (index // batch_size - start // batch_size)[:, None] == jnp.arange(2)[None, :]
+    member = (slot & valid[:, None]).astype(jnp.float64)  # (chunk, 2)
+    mono = monomials(jnp.where(valid[:, None], f, 0.0), max_order // 2)
+    sums = {}
+    for n in range(2, max_order + 1, 2):
+        D = mono[n // 2]
+        first, second = _half_split(X.shape[0], n)
+        sums[n] = jnp.stack([((D * member[:, s, None]).T @ D)[first, second] for s in (0, 1)])
+    return sums, member.sum(axis=0)
+
+
+def accumulate_moments(
+    arch: MLP,
+    X,
+    width: int,
+    n_networks: int,
+    seed: int = 0,
+    max_order: int = 4,
+    n_batches: int = 1000,
+    chunk_size: int | None = None,
+    dtype: str = "float64",
+    start: int = 0,
+    stop: int | None = None,
+    resume: MomentSums | None = None,
+    progress: bool = False,
+    on_chunk=None,
+) -> MomentSums:
+    """Stream networks ``[start, stop)`` of an ensemble into per-batch monomial sums.
+
+    Args:
+        arch: architecture; X: inputs ``(P, d_in)``; width: hidden width N.
+        n_networks: size of the whole ensemble (fixes the batches).
+        seed: root seed; network ``a`` uses ``fold_in(PRNGKey(seed), a)``.
+        max_order: highest even order of monomials accumulated (2..8).
+        n_batches: number of contiguous batches (jackknife blocks).
+        chunk_size: networks per compiled chunk (default from memory); does not change results.
+        dtype: ``"float64"`` or ``"float32"`` for the parameter draws and forward pass
+            (sums are always float64).
+        start, stop: the range of networks to do (default all), for resuming or workers.
+        resume: sums to continue from (their ``n_accumulated`` networks must be ``[0, start)``
+            when ``start`` is not given).
+        progress: show a rich progress bar.
+        on_chunk: optional callback ``on_chunk(sums)`` after each chunk (checkpointing).
+
+    Returns:
+        :class:`MomentSums` covering the networks done so far.
+    """
+    X = check_inputs(X, arch.d_in)
+    width = check_width(width)
+    n_networks = check_positive_int(n_networks, "n_networks")
+    n_batches = min(check_positive_int(n_batches, "n_batches"), n_networks)
+    if max_order % 2 or not 2 <= max_order <= 8:
+        raise ValueError(f"max_order must be even and between 2 and 8, got {max_order}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    sums = resume or MomentSums.empty(X.shape[0], max_order, n_networks, n_batches)
+    if resume is not None and start == 0:
+        start = resume.n_accumulated
+    stop = n_networks if stop is None else stop
+    if not 0 <= start <= stop <= n_networks:
+        raise ValueError(f"need 0 <= start <= stop <= n_networks, got {start}, {stop}")
+    chunk = chunk_size or _default_chunk(arch, width, X.shape[0], max_order)
+    # A chunk never spans more than two batches; results do not depend on the chunk size.
+    chunk = min(check_positive_int(chunk, "chunk_size"), sums.batch_size)
+    root = jax.random.PRNGKey(seed)
+    Xj = jnp.asarray(X)
+    with _progress_bar(progress, stop - start, arch, width) as advance:
+        for lo in range(start, stop, chunk):
+            chunk_sums, counts = _chunk_sums(
+                arch, Xj, width, root, lo, stop, chunk, DTYPES[dtype], max_order, sums.batch_size
+            )
+            first = lo // sums.batch_size
+            rows = slice(first, min(first + 2, sums.n_batches))
+            n_rows = rows.stop - rows.start
+            for n in sums.sums:
+                sums.sums[n][rows] += np.asarray(chunk_sums[n])[:n_rows]
+            sums.counts[rows] += np.asarray(counts)[:n_rows]
+            advance(min(chunk, stop - lo))
+            if on_chunk is not None:
+                on_chunk(sums)
+    return sums
+
+
+def iter_output_chunks(
+    arch: MLP,
+    X,
+    width: int,
+    n_networks: int,
+    seed: int = 0,
+    start: int = 0,
+    chunk_size: int | None = None,
+    dtype: str = "float64",
+):
+    """Yield ``(first_network, outputs (chunk, P))`` for networks ``start .. n_networks - 1``."""
+    X = check_inputs(X, arch.d_in)
+    width = check_width(width)
+    n_networks = check_positive_int(n_networks, "n_networks")
+    chunk = chunk_size or _default_chunk(arch, width, X.shape[0], 2)
+    root = jax.random.PRNGKey(seed)
+    for lo in range(start, n_networks, chunk):
+        f = _draw_chunk(arch, jnp.asarray(X), width, root, lo, chunk, DTYPES[dtype])
+        yield lo, np.asarray(f)[: n_networks - lo]
+
+
+def sample_outputs(
+    arch: MLP,
+    X,
+    width: int,
+    n_networks: int,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    dtype: str = "float64",
+) -> np.ndarray:
+    """Outputs ``(n_networks, P)`` of the first ``n_networks`` networks of seed ``seed``.
+
+    Network ``a`` is the same whatever ``chunk_size``; for large ensembles prefer
+    :func:`accumulate_moments`, which never stores the outputs.
+    """
+    parts = [
+        f for _, f in iter_output_chunks(arch, X, width, n_networks, seed, 0, chunk_size, dtype)
+    ]
+    return np.concatenate(parts, axis=0)
+
+
+class _progress_bar:
+    """A rich progress bar over networks, or a no-op."""
+
+    def __init__(self, enabled: bool, total: int, arch: MLP, width: int):
+        self.enabled, self.total = enabled, total
+        self.label = f"{arch.name} N={width}"
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda k: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self.bar.__enter__()
+        task = self.bar.add_task(self.label, total=self.total)
+        return lambda k: self.bar.advance(task, k)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+        return False
