@@ -55,6 +55,18 @@ __all__ = [
     "interaction_kernel",
     "index_multisets",
     "tuple_labels",
+    # ensembles, correlators, exact oracle (issue 2)
+    "BatchErrorWarning",
+    "CorrelatorStats",
+    "correlators",
+    "monte_carlo_kernel",
+    "MomentSums",
+    "accumulate_moments",
+    "sample_outputs",
+    "exact_covariance",
+    "exact_cumulant",
+    "exact_cumulants",
+    "exact_moments",
     # EFT (issue 3)
     "couplings",
     "vertex_integral",

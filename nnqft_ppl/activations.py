@@ -4,7 +4,8 @@ An activation defines two things only (the tinygp pattern): ``__call__(z, q)`` f
 pre-activation ``z`` whose variance over the parameter prior is ``q``, and
 ``gaussian_product(c11, c22, c12) = E[phi(u) phi(v)]`` for ``(u, v) ~ N(0, [[c11, c12],
 [c12, c22]])``, used by the kernel recursion. Subclasses with a closed form override it;
-the default is a Gauss--Hermite rule, so any new activation gets a kernel for free.
+the default is a Gauss--Hermite rule, so any new smooth activation gets a kernel for free
+(a kink, as in ReLU, would limit it to a few digits: give such activations a closed form).
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def partition_plan(n_inputs: int, order: int):
 
 
 def _partition_sum(tables, n_inputs, order, weight):
-    """``sum_pi weight(|pi|) prod_{B in pi} tables[|B|][..., T_B]`` for each multiset T of ``order``.
+    """``sum_pi weight(|pi|) prod_B tables[|B|][..., T_B]`` for each multiset T of ``order``.
 
     Partitions with a block size missing from ``tables`` count as zero.
     """

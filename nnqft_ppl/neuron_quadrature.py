@@ -28,6 +28,9 @@ __all__ = ["NeuronRule", "neuron_rule", "input_factor"]
 
 _GH_NODES_BY_RANK = {1: 120, 2: 72, 3: 40, 4: 22}
 _ARC_NODES = 24  # Gauss-Legendre nodes per smooth arc of the angular rules
+# Polar pieces of the r = 3 rule carry the (mild) non-smoothness where azimuthal kinks cross:
+# the error falls as ~n^-4 (measured: 24 -> 1.7e-6, 96 -> 5e-9 relative on the kernel).
+_POLAR_NODES = 96
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def _sphere3_rule(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t_breaks = np.unique(
         np.clip(np.concatenate([[0.0, np.pi], tangencies, np.pi - tangencies]), 0.0, np.pi)
     )
-    s, ws = np.polynomial.legendre.leggauss(_ARC_NODES)
+    s, ws = np.polynomial.legendre.leggauss(_POLAR_NODES)
     s, ws = 0.5 * (s + 1), 0.5 * ws
     # t = a + (b - a)(1 - cos(pi s))/2 clusters nodes at both ends of each piece.
     a, b = t_breaks[:-1, None], t_breaks[1:, None]

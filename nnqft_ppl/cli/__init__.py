@@ -12,8 +12,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+from . import eft as _eft  # noqa: E402
 from . import ensemble as _ensemble  # noqa: E402
 
 _ensemble.register(app)
+_eft.register(app)
 
 __all__ = ["app"]

@@ -1,0 +1,21 @@
+"""Shared fixtures: the paper's inputs and the significance threshold of statistical tests."""
+
+import numpy as np
+import pytest
+
+import nnqft_ppl  # noqa: F401  (enables float64 before any test builds arrays)
+
+#: Statistical tests fail below this p-value (about 5 sigma, one-sided).
+P_MIN = 3e-7
+
+
+@pytest.fixture
+def paper_inputs():
+    """d_in = 1 inputs of the paper's Gauss- and Erf-net studies, shape (6, 1)."""
+    return np.array([-0.01, -0.006, -0.002, 0.002, 0.006, 0.01])[:, None]
+
+
+@pytest.fixture
+def relu_inputs():
+    """Positive d_in = 1 inputs for ReLU-net, shape (6, 1)."""
+    return np.linspace(0.2, 1.2, 6)[:, None]
