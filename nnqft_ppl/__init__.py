@@ -30,6 +30,8 @@ from .ensemble import MomentSums, accumulate_moments, sample_outputs  # noqa: E4
 from .exact import exact_covariance, exact_cumulant, exact_cumulants, exact_moments  # noqa: E402
 from .kernels import interaction_kernel, kernel  # noqa: E402
 from .multisets import index_multisets, tuple_labels  # noqa: E402
+from .presets import paper_inputs  # noqa: E402
+from .statistics import chi_square  # noqa: E402
 
 # --- EFT: Feynman diagrams, couplings, symmetries, RG (issue 3)
 # isort: split
@@ -67,6 +69,8 @@ __all__ = [
     "exact_cumulant",
     "exact_cumulants",
     "exact_moments",
+    "paper_inputs",
+    "chi_square",
     # EFT (issue 3)
     "couplings",
     "vertex_integral",

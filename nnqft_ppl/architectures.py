@@ -159,28 +159,24 @@ class MLP:
         X = jnp.asarray(X)
         d, n = self.d_in, width
 
-        def normal(name, scale, shape):
-            return numpyro.sample(name, dist.Normal(0.0, scale).expand(shape).to_event(len(shape)))
+        n_networks = n_networks or 1
 
-        with numpyro.plate("network", n_networks or 1):
-            params = {
-                "W0": normal("W0", self.sw0 / math.sqrt(d), (n, d)),
-                "b0": normal("b0", _positive(self.sb0), (n,)),
-            }
+        def normal(name, scale, shape):
+            if scale == 0:  # a zero scale is a point mass: no random site at all
+                return numpyro.deterministic(name, jnp.zeros((n_networks, *shape)))
+            prior = dist.Normal(0.0, scale).expand(shape).to_event(len(shape))
+            return numpyro.sample(name, prior)
+
+        with numpyro.plate("network", n_networks):
+            params = {"W0": normal("W0", self.sw0 / math.sqrt(d), (n, d)),
+                      "b0": normal("b0", self.sb0, (n,))}
             for layer in range(1, self.depth):
                 params[f"W{layer}"] = normal(f"W{layer}", self.sw1 / math.sqrt(n), (n, n))
-                params[f"b{layer}"] = normal(f"b{layer}", _positive(self.sb1), (n,))
+                params[f"b{layer}"] = normal(f"b{layer}", self.sb1, (n,))
             params[f"W{self.depth}"] = normal(f"W{self.depth}", self.sw1 / math.sqrt(n), (n,))
-            params[f"b{self.depth}"] = numpyro.sample(
-                f"b{self.depth}", dist.Normal(0.0, _positive(self.sb1))
-            )
+            params[f"b{self.depth}"] = normal(f"b{self.depth}", self.sb1, ())
             f = jax.vmap(self.apply, (0, None))(params, X)
             return numpyro.deterministic("f", f)
-
-
-def _positive(scale: float) -> float:
-    # NumPyro's Normal needs scale > 0; a tiny scale is a point mass at 0 to float precision.
-    return scale if scale > 0 else 1e-300
 
 
 def _single_layer(activation_name: str, default_bias: float, doc: str):

@@ -24,11 +24,12 @@ import numpy as np
 import xarray as xr
 
 from .architectures import MLP, architecture_from_dict
-from .checks import check_inputs, check_order, check_output_path
+from .checks import check_inputs, check_order
 from .ensemble import MomentSums, accumulate_moments
 from .exact import exact_covariance
 from .kernels import kernel
 from .multisets import cumulants_from_moments, index_multisets, moments_from_cumulants, tuple_labels
+from .storage import open_store, write_store
 
 __all__ = ["CorrelatorStats", "correlators", "monte_carlo_kernel", "BatchErrorWarning"]
 
@@ -274,24 +275,13 @@ class CorrelatorStats:
         )
 
     def save(self, path) -> Path:
-        """Write to ``path`` (``.zarr`` directory or ``.nc`` netCDF file)."""
-        path = check_output_path(path)
-        ds = self.to_dataset()
-        if path.suffix == ".nc":
-            ds.to_netcdf(path, engine="h5netcdf")
-        else:
-            ds.to_zarr(path, mode="w")
-        return path
+        """Write to ``path`` (``.zarr`` directory or ``.nc`` netCDF file), atomically."""
+        return write_store(self.to_dataset(), path)
 
     @classmethod
     def load(cls, path) -> CorrelatorStats:
         """Read what :meth:`save` wrote."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no correlator store at {str(path)!r}")
-        engine = "h5netcdf" if path.suffix == ".nc" else "zarr"
-        with xr.open_dataset(path, engine=engine) as ds:
-            return cls.from_dataset(ds.load())
+        return cls.from_dataset(open_store(path))
 
 
 def correlators(

@@ -25,6 +25,7 @@ import numpy as np
 from .architectures import MLP
 from .checks import check_inputs, check_positive_int, check_width
 from .multisets import index_multisets, monomials, multiset_rank
+from .progress import progress_bar
 
 __all__ = ["MomentSums", "accumulate_moments", "sample_outputs", "iter_output_chunks"]
 
@@ -193,7 +194,7 @@ def accumulate_moments(
     chunk = min(check_positive_int(chunk, "chunk_size"), sums.batch_size)
     root = jax.random.PRNGKey(seed)
     Xj = jnp.asarray(X)
-    with _progress_bar(progress, stop - start, arch, width) as advance:
+    with progress_bar(stop - start, f"{arch.name} N={width}", progress) as advance:
         for lo in range(start, stop, chunk):
             chunk_sums, counts = _chunk_sums(
                 arch, Xj, width, root, lo, stop, chunk, DTYPES[dtype], max_order, sums.batch_size
@@ -249,38 +250,3 @@ def sample_outputs(
         f for _, f in iter_output_chunks(arch, X, width, n_networks, seed, 0, chunk_size, dtype)
     ]
     return np.concatenate(parts, axis=0)
-
-
-class _progress_bar:
-    """A rich progress bar over networks, or a no-op."""
-
-    def __init__(self, enabled: bool, total: int, arch: MLP, width: int):
-        self.enabled, self.total = enabled, total
-        self.label = f"{arch.name} N={width}"
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda k: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        )
-        self.bar.__enter__()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda k: self.bar.advance(task, k)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-        return False

@@ -18,18 +18,21 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from .options import (
+    ARCH,
+    D_IN,
+    INPUTS,
+    SB0,
+    SB1,
+    SW0,
+    SW1,
+    build_architecture,
+    parse_inputs,
+)
+
 __all__ = ["register", "register_fit_method", "FIT_METHODS", "FitRequest"]
 
-ARCHITECTURES = ("gauss", "erf", "relu")
 FORMS = ("constant", "radial", "polynomial", "nonlocal", "constant+nonlocal", "allowed")
-#: Paper inputs (d_in = 1): Gauss- and Erf-net around 0, ReLU-net positive.
-DEFAULT_INPUTS = {
-    "gauss": "-0.01,-0.006,-0.002,0.002,0.006,0.01",
-    "erf": "-0.01,-0.006,-0.002,0.002,0.006,0.01",
-    "relu": "0.2,0.4,0.6,0.8,1.0,1.2",
-}
-
-
 @dataclass(frozen=True)
 class FitRequest:
     """Everything a fit method needs: architecture, inputs, data, form, cutoff, output."""
@@ -54,48 +57,6 @@ def register_fit_method(name: str, method: Callable[[FitRequest], dict]) -> None
 
 
 # --------------------------------------------------------------------------- option parsing
-def build_architecture(
-    arch: str, d_in: int, sw0: float, sb0: float | None, sw1: float, sb1: float | None
-):
-    """The architecture named on the command line (typer.BadParameter on a bad value)."""
-    import nnqft_ppl as nq
-
-    classes = {"gauss": nq.GaussNet, "erf": nq.ErfNet, "relu": nq.ReLUNet}
-    if arch not in classes:
-        raise typer.BadParameter(
-            f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}",
-            param_hint="--arch",
-        )
-    kwargs = {"d_in": d_in, "sw0": sw0, "sw1": sw1}
-    kwargs |= {k: v for k, v in (("sb0", sb0), ("sb1", sb1)) if v is not None}
-    try:
-        return classes[arch](**kwargs)
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--arch options") from None
-
-
-def parse_inputs(text: str | None, arch_name: str, d_in: int) -> np.ndarray:
-    """``"0.2,0.4"`` (d_in = 1) or ``"0.1,0.2;0.3,0.4"`` (points separated by ``;``)."""
-    if text is None:
-        if d_in != 1:
-            raise typer.BadParameter(f"give --inputs for d_in = {d_in}", param_hint="--inputs")
-        text = DEFAULT_INPUTS[arch_name]
-    try:
-        points = [[float(v) for v in p.split(",")] for p in text.split(";") if p.strip()]
-        X = np.array(points).reshape(-1, d_in) if d_in == 1 else np.array(points)
-    except ValueError:
-        raise typer.BadParameter(
-            f"cannot read inputs {text!r}: use '0.2,0.4' for d_in = 1 or "
-            f"'0.1,0.2;0.3,0.4' for points in d_in > 1",
-            param_hint="--inputs",
-        ) from None
-    if X.ndim != 2 or X.shape[1] != d_in or len(X) < 1:
-        raise typer.BadParameter(
-            f"inputs must be points of dimension {d_in}, got {text!r}", param_hint="--inputs"
-        )
-    return X
-
-
 def parse_cutoffs(text: str) -> np.ndarray:
     """``"1:10:21"`` (21 log-spaced cutoffs from 1 to 10) or ``"1,2,5"``."""
     try:
@@ -189,18 +150,7 @@ register_fit_method("lsq", _lsq)
 
 
 # --------------------------------------------------------------------------- commands
-_ARCH = typer.Option("relu", "--arch", help="Architecture: gauss (Gauss-net), erf or relu.")
-_D_IN = typer.Option(1, "--d-in", help="Input dimension d.")
-_SW0 = typer.Option(1.0, "--sw0", help="First-layer weight scale (W0 ~ N(0, sw0^2/d)).")
-_SB0 = typer.Option(None, "--sb0", help="First-layer bias scale (default: 0 ReLU, 1 otherwise).")
-_SW1 = typer.Option(1.0, "--sw1", help="Readout weight scale (W1 ~ N(0, sw1^2/N)).")
-_SB1 = typer.Option(None, "--sb1", help="Readout bias scale (default: 0 ReLU, 1 otherwise).")
-_INPUTS = typer.Option(
-    None,
-    "--inputs",
-    help="Inputs: '0.2,0.4,...' for d=1, '0.1,0.2;0.3,0.4' (points split by ';') otherwise. "
-    "Default: the paper's inputs (d=1).",
-)
+_ARCH, _D_IN, _SW0, _SB0, _SW1, _SB1, _INPUTS = ARCH, D_IN, SW0, SB0, SW1, SB1, INPUTS
 _WIDTH = typer.Option(20, "--width", help="Hidden width N of the exact finite-width oracle.")
 _NNET = typer.Option(
     None,
@@ -234,7 +184,7 @@ def rg(
     from nnqft_ppl.rg import rg_flow
 
     net = build_architecture(arch, d_in, sw0, sb0, sw1, sb1)
-    X = parse_inputs(inputs, arch, d_in)
+    X = parse_inputs(inputs, net, d_in)
     Ls = parse_cutoffs(cutoffs)
     k4, cov = _data(net, X, width, n_networks)
     flow = rg_flow(net, X, k4, Ls, covariance=cov)
@@ -297,7 +247,7 @@ def fit(
             param_hint="--method",
         )
     net = build_architecture(arch, d_in, sw0, sb0, sw1, sb1)
-    X = parse_inputs(inputs, arch, d_in)
+    X = parse_inputs(inputs, net, d_in)
     L = parse_cutoff(cutoff)
     if L is None and arch != "gauss":
         raise typer.BadParameter(

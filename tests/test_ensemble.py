@@ -1,0 +1,79 @@
+"""The streaming sampler: counter-based randomness, mergeable sums, NumPyro equivalence."""
+
+import jax
+import numpy as np
+import pytest
+from numpyro.infer import Predictive
+from scipy import stats
+
+import nnqft_ppl as nq
+from nnqft_ppl.ensemble import accumulate_moments, iter_output_chunks, sample_outputs
+from tests.conftest import P_MIN
+
+
+@pytest.mark.parametrize("arch", [nq.GaussNet(), nq.ReLUNet(d_in=2), nq.MLP(2, "tanh")])
+def test_chunk_size_does_not_change_a_single_output(arch):
+    X = np.random.default_rng(0).normal(size=(4, arch.d_in))
+    a = sample_outputs(arch, X, 7, 1000, seed=3, chunk_size=64)
+    b = sample_outputs(arch, X, 7, 1000, seed=3, chunk_size=999)
+    c = np.concatenate([f for _, f in iter_output_chunks(arch, X, 7, 1000, 3, chunk_size=1000)])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_network_a_is_the_same_alone_and_in_a_chunk(paper_inputs):
+    arch = nq.ErfNet()
+    chunk = sample_outputs(arch, paper_inputs, 5, 50, seed=11)
+    alone = arch.draw_outputs(jax.random.fold_in(jax.random.PRNGKey(11), 37), paper_inputs, 5)
+    np.testing.assert_array_equal(chunk[37], np.asarray(alone))
+
+
+def test_sums_are_mergeable_and_resumable(paper_inputs):
+    arch, n = nq.ErfNet(), 5000
+    whole = accumulate_moments(arch, paper_inputs, 5, n, seed=1, max_order=6, n_batches=10)
+    left = accumulate_moments(arch, paper_inputs, 5, n, 1, 6, 10, stop=1234)
+    right = accumulate_moments(arch, paper_inputs, 5, n, 1, 6, 10, start=1234)
+    merged = left.merge(right)
+    resumed = accumulate_moments(arch, paper_inputs, 5, n, 1, 6, 10, resume=left, chunk_size=333)
+    for s in (merged, resumed):
+        np.testing.assert_array_equal(s.counts, whole.counts)
+        for k in whole.sums:
+            np.testing.assert_allclose(s.sums[k], whole.sums[k], rtol=1e-12)
+    assert whole.n_accumulated == n and whole.counts.tolist() == [500] * 10
+
+
+def test_sums_equal_monomials_of_the_stored_outputs(paper_inputs):
+    arch = nq.GaussNet(sb0=0.5)
+    f = sample_outputs(arch, paper_inputs, 10, 3000, seed=2)
+    sums = accumulate_moments(arch, paper_inputs, 10, 3000, seed=2, max_order=8, n_batches=3)
+    T = nq.index_multisets(6, 8)
+    expected = np.prod(f[:1000, None, :][..., T].squeeze(1), axis=-1).sum(0)
+    np.testing.assert_allclose(sums.sums[8][0], expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("arch", [nq.ErfNet(), nq.ReLUNet(d_in=2, sb0=0.5)])
+def test_fast_sampler_has_the_numpyro_model_distribution(arch):
+    """Same distribution: per-input Kolmogorov-Smirnov two-sample tests and the 4-pt moments."""
+    X = np.random.default_rng(4).uniform(0.1, 1.0, size=(3, arch.d_in))
+    n, width = 20_000, 4
+    fast = sample_outputs(arch, X, width, n, seed=0)
+    model = Predictive(arch.numpyro_model, num_samples=1)(jax.random.PRNGKey(1), X, width, n)
+    slow = np.asarray(model["f"][0])
+    assert slow.shape == fast.shape
+    p_ks = [stats.ks_2samp(fast[:, k], slow[:, k]).pvalue for k in range(3)]
+    assert min(p_ks) * 3 > P_MIN
+    diag4 = fast**4, slow**4
+    z = (diag4[0].mean(0) - diag4[1].mean(0)) / np.sqrt((diag4[0].var(0) + diag4[1].var(0)) / n)
+    assert np.abs(z).max() < 5
+
+
+def test_bad_sampler_options_name_the_problem(paper_inputs):
+    arch = nq.ErfNet()
+    with pytest.raises(ValueError, match="width"):
+        accumulate_moments(arch, paper_inputs, 0, 10)
+    with pytest.raises(ValueError, match="n_networks"):
+        accumulate_moments(arch, paper_inputs, 5, -3)
+    with pytest.raises(ValueError, match="max_order"):
+        accumulate_moments(arch, paper_inputs, 5, 10, max_order=5)
+    with pytest.raises(ValueError, match="dtype"):
+        accumulate_moments(arch, paper_inputs, 5, 10, dtype="float16")
