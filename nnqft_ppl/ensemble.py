@@ -139,6 +139,26 @@ def _chunk_sums(arch, X, width, root, start, stop, chunk, dtype, max_order, batc
     return sums, member.sum(axis=0)
 
 
+@partial(jax.jit, static_argnames=("arch", "width", "n_slots", "dtype", "max_order", "batch_size"))
+def _aligned_sums(arch, X, width, root, start, stop, n_slots, dtype, max_order, batch_size):
+    """Monomial sums of ``n_slots`` whole batches from ``start`` (a batch boundary).
+
+    Networks at or beyond ``stop`` count as absent. The degree-k monomials are reshaped to
+    ``(batch, network, M_k)`` and each batch's sums come from one batched GEMM.
+    Returns ``({n: (n_slots, M_n)}, counts (n_slots,))``.
+    """
+    chunk = n_slots * batch_size
+    f = _draw_chunk(arch, X, width, root, start, chunk, dtype).astype(jnp.float64)
+    valid = start + jnp.arange(chunk) < stop
+    mono = monomials(jnp.where(valid[:, None], f, 0.0), max_order // 2)
+    sums = {}
+    for n in range(2, max_order + 1, 2):
+        D = mono[n // 2].reshape(n_slots, batch_size, -1)
+        first, second = _half_split(X.shape[0], n)
+        sums[n] = jnp.einsum("bci,bcj->bij", D, D)[:, first, second]
+    return sums, valid.reshape(n_slots, batch_size).sum(axis=1).astype(jnp.float64)
+
+
 def accumulate_moments(
     arch: MLP,
     X,
@@ -189,23 +209,39 @@ def accumulate_moments(
     stop = n_networks if stop is None else stop
     if not 0 <= start <= stop <= n_networks:
         raise ValueError(f"need 0 <= start <= stop <= n_networks, got {start}, {stop}")
-    chunk = chunk_size or _default_chunk(arch, width, X.shape[0], max_order)
-    # A chunk never spans more than two batches; results do not depend on the chunk size.
-    chunk = min(check_positive_int(chunk, "chunk_size"), sums.batch_size)
+    chunk = check_positive_int(
+        chunk_size or _default_chunk(arch, width, X.shape[0], max_order), "chunk_size"
+    )
+    bs = sums.batch_size
     root = jax.random.PRNGKey(seed)
     Xj = jnp.asarray(X)
     with progress_bar(stop - start, f"{arch.name} N={width}", progress) as advance:
-        for lo in range(start, stop, chunk):
-            chunk_sums, counts = _chunk_sums(
-                arch, Xj, width, root, lo, stop, chunk, DTYPES[dtype], max_order, sums.batch_size
-            )
-            first = lo // sums.batch_size
-            rows = slice(first, min(first + 2, sums.n_batches))
+        lo = start
+        while lo < stop:
+            if chunk >= 2 * bs and lo % bs == 0:
+                # Whole batches: one batched GEMM per order (the fast path).
+                n_slots = chunk // bs
+                part, counts = _aligned_sums(
+                    arch, Xj, width, root, lo, stop, n_slots, DTYPES[dtype], max_order, bs
+                )
+                step = min(n_slots * bs, stop - lo)
+            else:
+                # Within at most two batches; up to the next batch boundary when the fast
+                # path can take over from there.
+                end = min(stop, lo + min(chunk, bs))
+                if chunk >= 2 * bs:
+                    end = min(end, (lo // bs + 1) * bs)
+                part, counts = _chunk_sums(
+                    arch, Xj, width, root, lo, end, min(chunk, bs), DTYPES[dtype], max_order, bs
+                )
+                step = end - lo
+            rows = slice(lo // bs, min(lo // bs + len(counts), sums.n_batches))
             n_rows = rows.stop - rows.start
             for n in sums.sums:
-                sums.sums[n][rows] += np.asarray(chunk_sums[n])[:n_rows]
+                sums.sums[n][rows] += np.asarray(part[n])[:n_rows]
             sums.counts[rows] += np.asarray(counts)[:n_rows]
-            advance(min(chunk, stop - lo))
+            lo += step
+            advance(step)
             if on_chunk is not None:
                 on_chunk(sums)
     return sums

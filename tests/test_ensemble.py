@@ -77,3 +77,19 @@ def test_bad_sampler_options_name_the_problem(paper_inputs):
         accumulate_moments(arch, paper_inputs, 5, 10, max_order=5)
     with pytest.raises(ValueError, match="dtype"):
         accumulate_moments(arch, paper_inputs, 5, 10, dtype="float16")
+
+
+@pytest.mark.parametrize("chunk_size", [7, 270, 271, 541, 3000, 20000])
+def test_sums_do_not_depend_on_chunk_size_or_interruption(paper_inputs, chunk_size):
+    """Chunks smaller than, equal to and spanning many batches (271 networks each), with an
+    interruption at a network inside a batch, all give the same per-batch sums."""
+    arch, n = nq.ErfNet(), 10_007
+    ref = accumulate_moments(arch, paper_inputs, 5, n, 1, 6, n_batches=37, chunk_size=50)
+    part = accumulate_moments(arch, paper_inputs, 5, n, 1, 6, 37, chunk_size, stop=5555)
+    for sums in (
+        accumulate_moments(arch, paper_inputs, 5, n, 1, 6, 37, chunk_size),
+        accumulate_moments(arch, paper_inputs, 5, n, 1, 6, 37, chunk_size, resume=part),
+    ):
+        np.testing.assert_array_equal(sums.counts, ref.counts)
+        for k in ref.sums:
+            np.testing.assert_allclose(sums.sums[k], ref.sums[k], rtol=1e-11)
