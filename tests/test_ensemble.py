@@ -93,3 +93,19 @@ def test_sums_do_not_depend_on_chunk_size_or_interruption(paper_inputs, chunk_si
         np.testing.assert_array_equal(sums.counts, ref.counts)
         for k in ref.sums:
             np.testing.assert_allclose(sums.sums[k], ref.sums[k], rtol=1e-11)
+
+
+def test_dask_cluster_gives_the_single_process_sums(paper_inputs):
+    from dask.distributed import Client
+
+    from nnqft_ppl.distributed import distributed_moments
+
+    arch = nq.GaussNet(sb0=0.5)
+    single = accumulate_moments(arch, paper_inputs, 4, 6000, seed=9, max_order=4, n_batches=12)
+    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        merged = distributed_moments(
+            c, arch, paper_inputs, 4, 6000, seed=9, max_order=4, n_batches=12, n_tasks=5
+        )
+    np.testing.assert_array_equal(merged.counts, single.counts)
+    for k in single.sums:
+        np.testing.assert_allclose(merged.sums[k], single.sums[k], rtol=1e-12)
