@@ -16,7 +16,7 @@ import numpy as np
 from .architectures import MLP
 from .checks import check_inputs
 
-__all__ = ["kernel", "layer_map", "interaction_kernel"]
+__all__ = ["kernel", "kernel_entry", "kernel_matrix", "layer_map", "interaction_kernel"]
 
 
 def layer_map(arch: MLP, C: jnp.ndarray) -> jnp.ndarray:
@@ -25,8 +25,30 @@ def layer_map(arch: MLP, C: jnp.ndarray) -> jnp.ndarray:
     return arch.phi.gaussian_product(diag[:, None], diag[None, :], C)
 
 
+def kernel_entry(arch: MLP, x1: jnp.ndarray, x2: jnp.ndarray) -> jnp.ndarray:
+    """``K(x1, x2)`` for two single points ``(d,)``: the recursion on their 2 x 2 covariance.
+
+    Pure JAX (jit/vmap/grad-able); :func:`kernel_matrix` vectorises it over all pairs.
+    """
+    X = jnp.stack([x1, x2])
+    C = arch.input_covariance(X)
+    for _ in range(arch.depth):
+        C = arch.sb1**2 + arch.sw1**2 * layer_map(arch, C)
+    return C[0, 1]
+
+
+@jax.jit(static_argnums=0)
+def kernel_matrix(arch: MLP, X: jnp.ndarray, Y: jnp.ndarray) -> jnp.ndarray:
+    """``K(x_a, y_b)`` for every pair, ``(P, d), (Q, d) -> (P, Q)``; O(P Q), so Q can be the
+    millions of quadrature nodes of a vertex integral."""
+    def entry(x, y):
+        return kernel_entry(arch, x, y)
+
+    return jax.vmap(jax.vmap(entry, (None, 0)), (0, None))(X, Y)
+
+
 def kernel(arch: MLP, X, X2=None) -> np.ndarray:
-    """GP kernel ``K(x, x')`` of ``arch``.
+    """GP kernel ``K(x, x')`` of ``arch`` (validated inputs, NumPy output).
 
     Args:
         arch: the architecture.
@@ -41,19 +63,8 @@ def kernel(arch: MLP, X, X2=None) -> np.ndarray:
         1.6065306597126334
     """
     X = check_inputs(X, arch.d_in)
-    P = X.shape[0]
-    if X2 is not None:
-        X = np.concatenate([X, check_inputs(X2, arch.d_in)])
-    C = _kernel_matrix(arch, jnp.asarray(X))
-    return np.asarray(C)[:P, P:] if X2 is not None else np.asarray(C)
-
-
-@jax.jit(static_argnums=0)
-def _kernel_matrix(arch: MLP, X: jnp.ndarray) -> jnp.ndarray:
-    C = arch.input_covariance(X)
-    for _ in range(arch.depth):
-        C = arch.sb1**2 + arch.sw1**2 * layer_map(arch, C)
-    return C
+    Y = X if X2 is None else check_inputs(X2, arch.d_in)
+    return np.asarray(kernel_matrix(arch, jnp.asarray(X), jnp.asarray(Y)))
 
 
 def interaction_kernel(arch: MLP, X, X2=None) -> np.ndarray:

@@ -49,7 +49,7 @@ import xarray as xr
 
 from .architectures import MLP
 from .checks import check_inputs, check_positive_int
-from .kernels import _kernel_matrix
+from .kernels import kernel_matrix
 from .multisets import monomials, tuple_labels
 
 __all__ = [
@@ -120,15 +120,7 @@ def interaction_propagator(arch: MLP, X, Y) -> jnp.ndarray:
 
         Kx = interaction_propagator(ErfNet(), X, rule.nodes)    # (P, Q)
     """
-    return _pair_kernel(arch, jnp.asarray(X), jnp.asarray(Y)) - arch.sb1**2
-
-
-@partial(jax.jit, static_argnums=0)
-def _pair_kernel(arch: MLP, X: jnp.ndarray, Y: jnp.ndarray) -> jnp.ndarray:
-    def entry(x, y):
-        return _kernel_matrix(arch, jnp.stack([x, y]))[0, 1]
-
-    return jax.vmap(jax.vmap(entry, (None, 0)), (0, None))(X, Y)
+    return kernel_matrix(arch, jnp.asarray(X), jnp.asarray(Y)) - arch.sb1**2
 
 
 def _length_scale(arch: MLP) -> float:
@@ -267,7 +259,7 @@ def vertex_rule(arch: MLP, X, cutoff=None, nodes_per_panel: int | None = None) -
 # --------------------------------------------------------------------------- integrals
 @partial(jax.jit, static_argnums=(0, 5))
 def _block_integrals(arch, X, nodes, weights, basis_values, orders):
-    Kx = _pair_kernel(arch, X, nodes) - arch.sb1**2  # (P, q)
+    Kx = kernel_matrix(arch, X, nodes) - arch.sb1**2  # (P, q)
     mono = monomials(Kx.T, max(orders))  # {n: (q, M_n)}
     wb = weights[:, :, None] * basis_values[:, None, :]  # (q, C, A)
     return tuple(jnp.einsum("qm,qca->mca", mono[n], wb) for n in orders)
