@@ -43,7 +43,23 @@ from .symmetries import allowed_coupling_forms, gp_symmetries  # noqa: E402
 from .vertex import vertex_integral  # noqa: E402
 
 # --- likelihoods and inference (issue 4)
+# isort: split
+from . import diagnostics, inference, likelihoods  # noqa: E402
+from .diagnostics import compare_forms, diagnose, posterior_predictive_check  # noqa: E402
+from .inference import infer, infer_correlators  # noqa: E402
+from .likelihoods import (  # noqa: E402
+    CorrelatorData,
+    FieldStatistics,
+    correlator_data,
+    field_statistics,
+)
+
 # --- specs, report, reproduce (issue 5)
+# isort: split
+from . import studies  # noqa: E402
+from .report import build_report  # noqa: E402
+from .specs import Spec, SpecError, load_spec  # noqa: E402
+from .zoo import reproduce, run_spec  # noqa: E402
 
 __all__ = [
     "ACTIVATIONS",
@@ -81,5 +97,26 @@ __all__ = [
     "rg_flow",
     "gp_symmetries",
     "allowed_coupling_forms",
+    # likelihoods and inference (issue 4)
+    "likelihoods",
+    "inference",
+    "diagnostics",
+    "infer",
+    "infer_correlators",
+    "diagnose",
+    "compare_forms",
+    "posterior_predictive_check",
+    "CorrelatorData",
+    "FieldStatistics",
+    "correlator_data",
+    "field_statistics",
+    # specs, report, reproduce (issue 5)
+    "studies",
+    "load_spec",
+    "Spec",
+    "SpecError",
+    "run_spec",
+    "reproduce",
+    "build_report",
 ]
 __version__ = "0.1.0"

@@ -31,17 +31,15 @@ import numpy as np
 
 from .couplings import Constant
 from .likelihoods import (
-    DEFAULT_FIELD_RTOL,
     DEFAULT_RTOL,
     CorrelatorData,
-    FieldStatistics,
     correlator_data,
     correlator_model,
     field_model,
     field_statistics,
 )
 
-__all__ = ["infer", "LIKELIHOODS", "METHODS", "GUIDES", "run_nuts", "run_svi"]
+__all__ = ["infer", "infer_correlators", "LIKELIHOODS", "METHODS", "GUIDES", "run_nuts", "run_svi"]
 
 LIKELIHOODS = ("correlator", "field")
 METHODS = ("nuts", "svi")
@@ -74,7 +72,9 @@ def run_nuts(
     from numpyro.infer import MCMC, NUTS
 
     p = len(names)
-    kernel = NUTS(model, dense_mass=p > 1 if dense_mass is None else dense_mass, target_accept_prob=0.9)
+    kernel = NUTS(
+        model, dense_mass=p > 1 if dense_mass is None else dense_mass, target_accept_prob=0.9
+    )
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -156,6 +156,56 @@ def run_svi(
     return {n: np.asarray(draws[n])[None, :] for n in names}, stats
 
 
+def infer_correlators(
+    data: CorrelatorData,
+    method: str = "nuts",
+    seed: int = 0,
+    *,
+    prior=None,
+    num_chains: int = 4,
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    chain_method: str = "sequential",
+    guide: str = "normal",
+    svi_steps: int = 2000,
+    learning_rate: float = 0.02,
+    attrs: dict | None = None,
+):
+    """Posterior from prepared correlator-likelihood data (:class:`CorrelatorData`).
+
+    The same DataTree as :func:`infer` with ``likelihood="correlator"``, for data built by
+    hand (``CorrelatorData.from_arrays``: exact-oracle correlators, simulated replicates).
+
+    Example:
+        >>> data = CorrelatorData.from_arrays(["lambda"], k4, design, cov)
+        >>> idata = infer_correlators(data, method="svi")
+    """
+    _check_choice(method, METHODS, "method")
+    center, cov = data.least_squares()
+    kwargs = {"data": data, "prior": prior, "center": center, "spread": np.sqrt(np.diag(cov))}
+    start = time.perf_counter()
+    if method == "nuts":
+        samples, sstats = run_nuts(
+            correlator_model, kwargs, list(data.names), seed, num_chains, num_warmup,
+            num_samples, chain_method,
+        )  # fmt: skip
+    else:
+        samples, sstats = run_svi(
+            correlator_model, kwargs, list(data.names), seed, guide, svi_steps, learning_rate,
+            num_samples,
+        )  # fmt: skip
+    info = {
+        "likelihood": "correlator",
+        "method": method,
+        "seed": seed,
+        "inference_seconds": time.perf_counter() - start,
+        "guide": guide if method == "svi" else "none",
+        "chain_method": chain_method,
+        **(attrs or {}),
+    }
+    return _datatree(samples, sstats, data, None, None, info, seed)
+
+
 def infer(
     stats,
     arch=None,
@@ -196,7 +246,7 @@ def infer(
             the free one), a numpyro distribution, or ``{name: distribution}``.
         covariance: correlator covariance: ``"auto"`` | ``"exact"`` | ``"jackknife"`` | array.
         rtol: relative eigenvalue cutoff (correlator covariance: 1e-12; kernel for the field
-            likelihood: 1e-9).
+            likelihood: :func:`~nnqft_ppl.likelihoods.field_rtol`).
         sandwich, width: field likelihood: how ``Cov(A)`` is obtained and which width is used
             (:func:`~nnqft_ppl.likelihoods.field_statistics`).
         num_chains, num_warmup, num_samples, chain_method: NUTS settings (``num_samples``
@@ -221,50 +271,59 @@ def infer(
     _check_choice(method, METHODS, "method")
     _check_choice(pointwise, POINTWISE, "pointwise")
     form = Constant() if form is None else form
-    data = correlator_data(
-        stats, arch, X, form, cutoff, covariance, DEFAULT_RTOL if likelihood == "field" or rtol is None else rtol
-    )
-    names = list(data.names)
+    corr_rtol = DEFAULT_RTOL if likelihood == "field" or rtol is None else rtol
+    data = correlator_data(stats, arch, X, form, cutoff, covariance, corr_rtol)
+    info = {
+        "form": type(form).__name__,
+        "cutoff": "inf" if cutoff is None else float(cutoff),
+        "architecture": json.dumps(stats.arch.to_dict()),
+    }
+    settings = {
+        "num_chains": num_chains, "num_warmup": num_warmup, "num_samples": num_samples,
+        "chain_method": chain_method, "guide": guide, "svi_steps": svi_steps,
+        "learning_rate": learning_rate,
+    }  # fmt: skip
     if likelihood == "correlator":
-        center, cov = data.least_squares()
-        spread = np.sqrt(np.diag(cov))
-        model, target = correlator_model, data
-        field = None
-    else:
-        field = field_statistics(
-            stats, arch, X, form, cutoff, DEFAULT_FIELD_RTOL if rtol is None else rtol, sandwich, width
-        )
-        est = field.estimate()
-        key = "sandwich_covariance" if width == "sandwich" else "model_covariance"
-        center, spread = est["theta"], np.sqrt(np.diag(est[key]))
-        model, target = field_model, field
-    kwargs = {"prior": prior, "center": center, "spread": spread}
-    kwargs[("data" if likelihood == "correlator" else "stats")] = target
+        return infer_correlators(data, method, seed, prior=prior, attrs=info, **settings)
+    field = field_statistics(stats, arch, X, form, cutoff, rtol, sandwich, width)
+    est = field.estimate()
+    key = "sandwich_covariance" if width == "sandwich" else "model_covariance"
+    kwargs = {
+        "stats": field, "prior": prior, "center": est["theta"],
+        "spread": np.sqrt(np.diag(est[key])),
+    }  # fmt: skip
+    names = list(data.names)
     start = time.perf_counter()
     if method == "nuts":
         samples, sstats = run_nuts(
-            model, kwargs, names, seed, num_chains, num_warmup, num_samples, chain_method,
+            field_model, kwargs, names, seed, num_chains, num_warmup, num_samples, chain_method,
             progress=progress,
         )  # fmt: skip
     else:
         samples, sstats = run_svi(
-            model, kwargs, names, seed, guide, svi_steps, learning_rate, num_samples
+            field_model, kwargs, names, seed, guide, svi_steps, learning_rate, num_samples
         )
-    elapsed = time.perf_counter() - start
-    theta = np.stack([samples[n] for n in names], axis=-1)  # (chain, draw, p)
-    return _datatree(
-        samples, sstats, theta, data, field, stats, form, likelihood, method, cutoff, seed,
-        pointwise, n_pointwise, elapsed,
-        {"guide": guide if method == "svi" else "none", "chain_method": chain_method},
-    )  # fmt: skip
+    info.update(
+        likelihood="field",
+        method=method,
+        seed=seed,
+        inference_seconds=time.perf_counter() - start,
+        guide=guide if method == "svi" else "none",
+        chain_method=chain_method,
+    )
+    outputs = None
+    if pointwise == "network":
+        from .ensemble import sample_outputs
+
+        outputs = sample_outputs(stats.arch, stats.X, stats.width, n_pointwise, stats.seed)
+    return _datatree(samples, sstats, data, field, outputs, info, seed)
 
 
-def _datatree(
-    samples, sstats, theta, data: CorrelatorData, field: FieldStatistics | None, stats, form,
-    likelihood, method, cutoff, seed, pointwise, n_pointwise, elapsed, extra_attrs,
-):  # fmt: skip
+def _datatree(samples, sstats, data: CorrelatorData, field, outputs, info: dict, seed: int):
     import arviz as az
 
+    names = list(data.names)
+    theta = np.stack([samples[n] for n in names], axis=-1)  # (chain, draw, p)
     rng = np.random.default_rng(seed)
     kname = f"kappa_{data.order}"
     coords = {
@@ -284,14 +343,11 @@ def _datatree(
         log_lik = {kname: np.asarray(data.log_likelihood(theta))}
         dims_ll = {kname: ["component"]}
     else:
-        if pointwise == "batch":
+        if outputs is None:
             log_lik = {"field": np.asarray(field.pointwise_batches(theta))}
             dims_ll = {"field": ["batch"]}
         else:
-            from .ensemble import sample_outputs
-
-            f = sample_outputs(stats.arch, stats.X, stats.width, n_pointwise, stats.seed)
-            log_lik = {"field": np.asarray(field.pointwise_networks(theta, f))}
+            log_lik = {"field": np.asarray(field.pointwise_networks(theta, outputs))}
             dims_ll = {"field": ["network"]}
         observed["field"] = field.mean
         dims["field"] = ["coupling"]
@@ -302,8 +358,7 @@ def _datatree(
         coords["coupling_"] = list(data.names)
     ppc = {kname: data.replicate(theta, rng), f"{kname}_mean": data.predict(theta)}
     sample_stats = {k: v for k, v in sstats.items() if k != "loss"}
-    attrs = _attrs(data, field, stats, form, likelihood, method, cutoff, seed, elapsed)
-    attrs.update(extra_attrs)
+    attrs = _attrs(data, field, info)
     dt = az.from_dict(
         {
             "posterior": samples,
@@ -318,9 +373,9 @@ def _datatree(
     )
     # separate call: the correlator log-likelihood shares its name with the observed
     # kappa_n but lives on whitened components, not tuples
-    dt["log_likelihood"] = az.from_dict(
-        {"log_likelihood": log_lik}, coords=coords, dims=dims_ll
-    )["log_likelihood"]
+    dt["log_likelihood"] = az.from_dict({"log_likelihood": log_lik}, coords=coords, dims=dims_ll)[
+        "log_likelihood"
+    ]
     if "loss" in sstats:
         ss = dt["sample_stats"].to_dataset()
         ss["loss"] = ("step", sstats["loss"])
@@ -328,23 +383,17 @@ def _datatree(
     return dt
 
 
-def _attrs(data, field, stats, form, likelihood, method, cutoff, seed, elapsed) -> dict:
+def _attrs(data: CorrelatorData, field, info: dict) -> dict:
     attrs = {
-        "likelihood": likelihood,
-        "method": method,
-        "form": type(form).__name__,
         "couplings": json.dumps(list(data.names)),
         "order": data.order,
-        "cutoff": "inf" if cutoff is None else float(cutoff),
-        "seed": seed,
-        "n_networks": int(stats.n_networks),
-        "width": int(stats.width),
-        "architecture": json.dumps(stats.arch.to_dict()),
+        "n_networks": -1 if data.n_networks is None else int(data.n_networks),
+        "width": -1 if data.width is None else int(data.width),
         "covariance_method": data.covariance_method,
         "covariance_rank": data.rank,
         "covariance_rtol": data.rtol,
-        "inference_seconds": elapsed,
         "inference_library": "numpyro",
+        **info,
     }
     if field is not None:
         est = field.estimate()

@@ -76,6 +76,7 @@ __all__ = [
     "correlator_data",
     "FieldStatistics",
     "field_statistics",
+    "field_rtol",
     "hermite_coefficients",
     "sample_couplings",
     "correlator_factor",
@@ -87,12 +88,12 @@ __all__ = [
 
 #: Relative eigenvalue cutoff of the correlator covariance (below: rounding-level directions).
 DEFAULT_RTOL = 1e-12
-#: Relative eigenvalue cutoff of the kernel for the field likelihood's conditioning.
-DEFAULT_FIELD_RTOL = 1e-9
+#: Kernel components below this fraction of the largest are never conditioned on.
+_MIN_FIELD_RTOL = 1e-9
 #: The projected field must reproduce the first-order Feynman rules to this accuracy.
 _IDENTITY_TOL = 1e-6
 COVARIANCE_METHODS = ("auto", "exact", "jackknife")
-SANDWICH_METHODS = ("auto", "exact", "sample", "batch")
+SANDWICH_METHODS = ("auto", "exact", "batch")
 WIDTHS = ("sandwich", "model")
 
 
@@ -118,7 +119,7 @@ def _resolve(stats, arch, X):
 
 
 def _eigen_projection(C: np.ndarray, rtol: float):
-    """Eigenvalues/vectors of symmetric ``C`` above ``rtol * max``: ``(evals (r,), evecs (M, r))``."""
+    """Eigenpairs of symmetric ``C`` above ``rtol * max``: ``(evals (r,), evecs (M, r))``."""
     C = 0.5 * (C + C.T)
     evals, evecs = np.linalg.eigh(C)
     if not evals.max() > 0:
@@ -241,6 +242,14 @@ class CorrelatorData:
     def least_squares(self) -> tuple[np.ndarray, np.ndarray]:
         """GLS estimate on the kept directions: ``(theta (p,), covariance (p, p))``."""
         A, z = self.white_design, self.white_observed
+        col = np.linalg.norm(A, axis=0)
+        sv = np.linalg.svd(A / np.where(col > 0, col, 1.0), compute_uv=False)
+        if len(sv) < self.n_params or np.any(col == 0) or sv.min() < 1e-7 * sv.max():
+            raise ValueError(
+                f"the couplings {list(self.names)} are not identified by these data (the "
+                f"{self.rank} resolved covariance directions do not separate their design "
+                "columns); use a form with fewer terms"
+            )
         cov = np.linalg.pinv(A.T @ A, rcond=1e-14)
         return cov @ A.T @ z, cov
 
@@ -250,7 +259,7 @@ class CorrelatorData:
         return np.sum(r**2, axis=-1)
 
     def log_likelihood(self, theta):
-        """Pointwise log-likelihood of the whitened components: ``theta (..., p) -> (..., rank)``."""
+        """Log-likelihood per whitened component: ``theta (..., p) -> (..., rank)``."""
         r = jnp.asarray(self.white_observed) - jnp.asarray(theta) @ jnp.asarray(self.white_design.T)
         return -0.5 * r**2 - 0.5 * math.log(2 * math.pi)
 
@@ -354,9 +363,7 @@ def hermite_coefficients(order: int) -> dict[int, float]:
     out = {}
     for k in range(order // 2 + 1):
         j = order - 2 * k
-        out[j] = (-1) ** k * math.factorial(order) / (
-            math.factorial(k) * 2**k * math.factorial(j)
-        )
+        out[j] = (-1) ** k * math.factorial(order) / (math.factorial(k) * 2**k * math.factorial(j))
     return out
 
 
@@ -503,7 +510,8 @@ class FieldStatistics:
         if (width or self.width) == "model":
             # exponential family: -n (theta . Abar + theta S theta / 2)
             return -count * (
-                jnp.sum(theta * Abar, axis=-1) + 0.5 * jnp.einsum("...a,ab,...b->...", theta, S, theta)
+                jnp.sum(theta * Abar, axis=-1)
+                + 0.5 * jnp.einsum("...a,ab,...b->...", theta, S, theta)
             )
         r = Abar + theta @ S.T
         V_inv = jnp.asarray(np.linalg.inv(self.data_covariance))
@@ -534,21 +542,38 @@ class FieldStatistics:
         return self._quadratic(theta, A, 1.0, width="model") + jnp.asarray(self.gp_log_density(f))
 
 
-def _field_tensors(arch, X, form, cutoff, rank_max_rtol):
-    """Coefficients, S and kappa_3 of the statistic A, for the largest valid conditioning rank."""
+def field_rtol(order: int) -> float:
+    """Default kernel-eigenvalue cutoff of the field likelihood: ``1e-12^(1/order)``.
+
+    The exact sandwich needs ``2 order``-th moments of the conditioned components; a
+    component whose eigenvalue is a fraction rho of the largest enters them at relative size
+    ``rho^order``, which must stay far above float64 rounding: ``rho^order >= 1e-12``.
+    """
+    return 1e-12 ** (1.0 / order)
+
+
+def _field_tensors(arch, X, form, cutoff, rtol):
+    """Coefficients, S and kappa_3 of the statistic A.
+
+    Conditions on the kernel eigenvectors above ``rtol``; when these cannot identify the
+    form's couplings (``-S^-1 E_theta[A] = theta`` fails), adds components one at a time up to
+    those above :data:`_MIN_FIELD_RTOL`. Returns ``(coeffs, S, kappa3, evals, evecs, D,
+    reliable)``, ``reliable`` False when components below ``rtol`` had to be added.
+    """
     P = X.shape[0]
     n = form.order
     K = kernel(arch, X)
     evals_all, evecs_all = np.linalg.eigh(K)
     order_ = np.argsort(evals_all)[::-1]
     evals_all, evecs_all = evals_all[order_], evecs_all[:, order_]
-    rank = int(np.sum(evals_all > rank_max_rtol * evals_all.max()))
+    rank = max(1, int(np.sum(evals_all > rtol * evals_all.max())))
+    rank_max = max(rank, int(np.sum(evals_all > _MIN_FIELD_RTOL * evals_all.max())))
     rule = vertex_rule(arch, X, cutoff)
     y, w = rule.nodes, rule.weights[:, 0]
     Kx = np.asarray(interaction_propagator(arch, X, y))  # (P, Q)
     wB = w[:, None] * np.asarray(form.basis(y), dtype=np.float64)  # (Q, p)
     D = form.design_matrix(arch, X, cutoff)
-    for r in range(rank, 0, -1):
+    for r in range(rank, rank_max + 1):
         lam, U = evals_all[:r], evecs_all[:, :r]
         b = (U.T @ Kx) / lam[:, None]  # (r, Q): m(y) = b(y) . (U^T f)
         a = U @ b  # (P, Q): m(y) = a(y) . f
@@ -562,20 +587,23 @@ def _field_tensors(arch, X, form, cutoff, rank_max_rtol):
             mono_j = mono[j] * _multiplicities(P, j) if j else np.ones((len(w), 1))
             coeffs[j] = mono_j.T @ weights  # (M_j, p); M_0 = 1
         # E_theta[A] = -S theta must reproduce kappa_n = D theta: coeffs[n]^T D = -S.
-        identity = -np.linalg.solve(S, coeffs[n].T @ D)
-        if np.max(np.abs(identity - np.eye(form.n_params))) < _IDENTITY_TOL:
-            break
+        if np.linalg.cond(S) < 1e12:
+            identity = -np.linalg.solve(S, coeffs[n].T @ D)
+            if np.max(np.abs(identity - np.eye(form.n_params))) < _IDENTITY_TOL:
+                break
     else:
         raise ValueError(
-            "the field-level statistics cannot reproduce the first-order Feynman rules of "
-            f"{form.names} at these inputs (ill-conditioned kernel); use the correlator likelihood"
+            f"the field-level statistics cannot identify the couplings {form.names} at these "
+            "inputs (too few well-conditioned kernel components); use the correlator likelihood"
         )
     P2 = Kp ** (n // 2)
     c3 = math.factorial(n) ** 3 / math.factorial(n // 2) ** 3
     kappa3 = c3 * np.stack(
         [wB.T @ ((P2 * wB[:, [b]].T) @ P2 * P2) @ wB for b in range(form.n_params)], axis=1
     )
-    return coeffs, S, kappa3, lam, U, D
+    # the exact sandwich is numerically reliable on the components above field_rtol(n) only
+    reliable = r <= int(np.sum(evals_all > field_rtol(n) * evals_all.max()))
+    return coeffs, S, kappa3, lam, U, D, reliable
 
 
 def field_statistics(
@@ -584,7 +612,7 @@ def field_statistics(
     X=None,
     form: CouplingForm | None = None,
     cutoff=None,
-    rtol: float = DEFAULT_FIELD_RTOL,
+    rtol: float | None = None,
     sandwich: str = "auto",
     width: str = "sandwich",
 ) -> FieldStatistics:
@@ -595,14 +623,14 @@ def field_statistics(
         arch, X: default to those of ``stats``.
         form: a local coupling form (default ``Constant()``; order 4 or 6).
         cutoff: box cutoff L of the vertex integrals, or None (all space; Gauss-net only).
-        rtol: condition on the eigenvectors of K above ``rtol * max``; the rank is lowered
-            further until the statistics reproduce the Feynman rules (``-S^-1 E[A] = theta``)
-            to 1e-6 (close inputs make the higher components numerically meaningless).
-        sandwich: how ``V = Cov(A)`` is obtained: ``"exact"`` (exact moments up to order 2n,
-            single-hidden-layer quartic forms), ``"sample"`` (pooled moments, needs
-            ``max_order >= 2n``), ``"batch"`` (spread of batch means) or ``"auto"`` (the first
-            available in that order). Batch and sample spreads under-estimate V for
-            heavy-tailed ensembles, whose tails a finite ensemble has not sampled.
+        rtol: condition on the eigenvectors of K above ``rtol * max`` (default
+            :func:`field_rtol`: 1e-3 for quartic forms); components are added (down to 1e-9)
+            only when needed to identify the couplings.
+        sandwich: how ``V = Cov(A)`` is obtained: ``"exact"`` (exact moments up to order 2n of
+            single-hidden-layer nets, the honest one for heavy tails), ``"batch"`` (spread of
+            the ensemble's batch means of A) or ``"auto"`` (exact where available and
+            numerically reliable, i.e. no component below ``rtol`` was added; else batch).
+            Batch spreads under-estimate V for heavy-tailed ensembles (unsampled tails).
         width: ``"sandwich"`` (``Abar ~ N(-S theta, V / n)``, honest for heavy tails) or
             ``"model"`` (exponential family, width ``(n S)^-1/2``).
 
@@ -627,34 +655,21 @@ def field_statistics(
             f"the field likelihood of an order-{n} form needs moment sums up to order {n}; "
             f"the statistics have max_order={stats.max_order}"
         )
-    coeffs, S, kappa3, lam, U, D = _field_tensors(arch, X, form, cutoff, rtol)
-    sums, counts = stats.sums.sums, stats.sums.counts
-    sums = {0: counts[:, None], **sums}
+    rtol = field_rtol(n) if rtol is None else rtol
+    coeffs, S, kappa3, lam, U, D, reliable = _field_tensors(arch, X, form, cutoff, rtol)
+    counts = stats.sums.counts
+    sums = {0: counts[:, None], **stats.sums.sums}
     batch_sums = sum(sums[j] @ c for j, c in coeffs.items())
     good = counts > 0
     batch_means = batch_sums[good] / counts[good, None]
     n_net = int(counts.sum())
     mean = batch_sums.sum(axis=0) / n_net
-    method = sandwich
-    if method == "auto":
-        if arch.depth == 1 and n == 4:
-            method = "exact"
-        elif stats.max_order >= 2 * n:
-            method = "sample"
-        else:
-            method = "batch"
+    exact_ok = arch.depth == 1 and n == 4
+    method = ("exact" if exact_ok and reliable else "batch") if sandwich == "auto" else sandwich
     if method == "exact":
-        if arch.depth != 1 or n != 4:
+        if not exact_ok:
             raise ValueError("sandwich='exact' needs a single-hidden-layer net and a quartic form")
         moments = {0: np.ones(1), **exact_moments(arch, X, stats.width, 2 * n)}
-    elif method == "sample":
-        if stats.max_order < 2 * n:
-            raise ValueError(
-                f"sandwich='sample' needs moment sums up to order {2 * n}; the statistics have "
-                f"max_order={stats.max_order}"
-            )
-        moments = {k: s.sum(axis=0) / n_net for k, s in sums.items()}
-    if method in ("exact", "sample"):
         second = _polynomial_second_moment(coeffs, moments, X.shape[0])
         first = sum(np.asarray(moments[j]) @ c for j, c in coeffs.items())
         V = second - np.outer(first, first)
@@ -664,6 +679,12 @@ def field_statistics(
         dev = batch_means - mean
         V = (counts[good, None] * dev).T @ dev / (len(batch_means) - 1)
     V = 0.5 * (V + V.T)
+    if not np.all(np.linalg.eigvalsh(V) > 0):
+        raise ValueError(
+            f"the {method} covariance of the field statistics is not positive definite "
+            "(rounding in high moments of nearly degenerate components): raise rtol or use "
+            "sandwich='batch'"
+        )
     scale = _prior_scale(D, _gp_scale(arch, X, n))
     return FieldStatistics(
         tuple(form.names), n, n_net, mean, S, V, batch_means, counts[good].astype(np.float64),
@@ -672,9 +693,7 @@ def field_statistics(
 
 
 # --------------------------------------------------------------------------- building blocks
-def sample_couplings(
-    names, prior=None, scales=None, prefix: str = "", center=None, spread=None
-):
+def sample_couplings(names, prior=None, scales=None, prefix: str = "", center=None, spread=None):
     """Sample one NumPyro site per coupling and return them stacked: ``(p,)`` (jax).
 
     Args:
@@ -778,7 +797,7 @@ def field_model(stats: FieldStatistics, prior=None, center=None, spread=None):
 
 
 def width_power_law_model(datasets: dict, reference_width: int | None = None, prior=None):
-    """One quartic coupling per width, ``lambda_N = c (N / N_ref)^-a``, with ``c`` and ``a`` inferred.
+    """One quartic coupling per width, ``lambda_N = c (N / N_ref)^-a``; infers ``c`` and ``a``.
 
     Args:
         datasets: ``{width: CorrelatorData | FieldStatistics}`` of one-coupling forms.

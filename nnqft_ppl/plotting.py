@@ -131,3 +131,179 @@ def plot_correlator_comparison(measured, predicted, path=None, title: str | None
     if title:
         fig.suptitle(title)
     return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------- posteriors (issue 4)
+__all__ += ["plot_posterior", "plot_posterior_predictive"]
+
+
+def plot_posterior(idata, path=None, reference: dict | None = None):
+    """Trace and marginal posterior of each coupling (ArviZ ``plot_trace_dist``).
+
+    Args:
+        idata: DataTree from :func:`nnqft_ppl.infer`.
+        path: optional output file.
+        reference: optional ``{coupling: value}`` (e.g. the exact-oracle fit) drawn as lines.
+
+    Returns the ArviZ PlotCollection.
+
+    Example:
+        >>> plot_posterior(idata, "posterior.png", reference={"lambda": fit.theta[0]})
+    """
+    import json
+
+    import arviz as az
+
+    _pyplot()
+    names = json.loads(idata.attrs["couplings"])
+    pc = az.plot_trace_dist(idata, var_names=names, backend="matplotlib")
+    for name, value in (reference or {}).items():
+        if name not in names:
+            raise ValueError(f"reference {name!r} is not a coupling of {names}")
+        # the artists drawn for each coupling know their axes
+        pc.viz["dist"][name].values.flat[0].axes.axvline(value, color="k", ls="--", lw=1)
+        pc.viz["trace"][name].values.flat[0].axes.axhline(value, color="k", ls="--", lw=1)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pc.savefig(path)
+    return pc
+
+
+def plot_posterior_predictive(idata, path=None, title: str | None = None):
+    """Posterior predictive check of the correlators: predicted vs measured per tuple.
+
+    Uses :func:`nnqft_ppl.diagnostics.posterior_predictive_check` and
+    :func:`plot_correlator_comparison` (error bars: replicate sd on the measurement, posterior
+    sd on the prediction).
+
+    Example:
+        >>> plot_posterior_predictive(idata, "ppc.png", title="kappa_4, Erf N=5")
+    """
+    from .diagnostics import posterior_predictive_check
+
+    ppc = posterior_predictive_check(idata)
+    measured = ppc["measured"].assign_coords(stderr=("tuple", ppc["replicate_sd"].values))
+    predicted = ppc["predicted"].assign_coords(stderr=("tuple", ppc["predicted_sd"].values))
+    if title is None:
+        title = (
+            f"kappa_{ppc.attrs['order']}: {idata.attrs.get('likelihood')} likelihood, "
+            f"{idata.attrs.get('method')}"
+        )
+    return plot_correlator_comparison(measured, predicted, path, title)
+
+
+# ------------------------------------------------------------------ report figures (issue 5)
+__all__ += [
+    "plot_falloff",
+    "plot_coupling_vs_width",
+    "plot_rg_table",
+    "plot_sixpoint",
+    "plot_heldout",
+    "plot_posterior_summary",
+]
+
+
+def plot_falloff(table, path=None, title: str | None = None):
+    """The paper's fall-off plot: ``m_n`` against width N (log-log) with its backgrounds.
+
+    Args:
+        table: Dataset over ``width`` with ``m2, m4, m6``, jackknife ``bg2, bg4, bg6``, the
+            exact ``m4_exact`` and the honest background ``bg4_exact`` (fall-off study).
+
+    Solid markers: measured ``m_n``; dashed: jackknife background; dotted: exact background of
+    ``m_4``; thin line: exact ``m_4`` (falls exactly as 1/N).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    N = table.width.values
+    for i, n in enumerate((2, 4, 6)):
+        c = f"C{i}"
+        ax.loglog(N, table[f"m{n}"], "o-", color=c, ms=4, label=f"$m_{n}$ measured")
+        ax.loglog(N, table[f"bg{n}"], "--", color=c, lw=1, label=f"$m_{n}$ background")
+    ax.loglog(N, table["m4_exact"], "-", color="k", lw=0.8, label="$m_4$ exact (1/N)")
+    ax.loglog(N, table["bg4_exact"], ":", color="C1", lw=1.5, label="$m_4$ exact background")
+    ax.set_xlabel("width $N$")
+    ax.set_ylabel("normalised deviation $m_n$")
+    ax.set_title(title or "non-Gaussianity vs width")
+    ax.legend(fontsize=7, ncol=2)
+    return _finish(fig, path)
+
+
+def plot_coupling_vs_width(table, path=None, title: str | None = None):
+    """``|lambda|`` against width (log-log): measured with errors, exact oracle, and 1/N."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    N = table.width.values
+    lam, err = np.abs(table["lambda"].values), table["lambda_err"].values
+    ax.errorbar(N, lam, yerr=err, fmt="o", ms=4, label="measured (ensemble)")
+    exact = np.abs(table["lambda_exact"].values)
+    ax.loglog(N, exact, "k-", lw=1, label="exact oracle")
+    ax.loglog(N, exact[0] * N[0] / N, "k:", lw=1, label="$\\propto 1/N$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("width $N$")
+    ax.set_ylabel(r"$|\lambda|$")
+    ax.set_title(title or "quartic coupling vs width")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_rg_table(table, path=None, title: str | None = None):
+    """``|lambda(L)|`` against the cutoff for every ``dimension`` of an RG-study table."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    L = table.cutoff.values
+    for i, d in enumerate(table.dimension.values):
+        lam = np.abs(table["lambda"].sel(dimension=d).values)
+        ax.loglog(L, lam, "o", color=f"C{i}", ms=4, label=f"d = {d}")
+        ax.loglog(L, lam[0] * (L / L[0]) ** -(d + 4.0), "--", color=f"C{i}", lw=1,
+                  label=f"$L^{{-{d + 4}}}$")  # fmt: skip
+    ax.set_xlabel("cutoff $L$")
+    ax.set_ylabel(r"$|\lambda(L)|$")
+    ax.set_title(title or "RG flow of the quartic coupling")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_sixpoint(table, path=None, title: str | None = None):
+    """Measured against predicted ``G_6`` (6-pt study table), via
+    :func:`plot_correlator_comparison`."""
+    measured = table["measured"].assign_coords(stderr=("tuple", table["measured_err"].values))
+    predicted = table["predicted"].assign_coords(stderr=("tuple", table["predicted_err"].values))
+    return plot_correlator_comparison(measured, predicted, path, title)
+
+
+def plot_heldout(table, path=None, title: str | None = None):
+    """Held-out mean squared pull per coupling form and input scale (grouped bars, log y)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    scores = table["heldout_mean_z2"]
+    forms, scales = list(scores.form.values), list(scores.input_scale.values)
+    width = 0.8 / len(forms)
+    for j, form in enumerate(forms):
+        x = np.arange(len(scales)) + j * width
+        ax.bar(x, scores.sel(form=form).values, width, label=form)
+    ax.axhline(1, color="k", ls="--", lw=1, label="sampling noise")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(scales)) + 0.4 - width / 2, [f"inputs x {s:g}" for s in scales])
+    ax.set_ylabel("held-out mean $z^2$")
+    ax.set_title(title or "coupling forms on held-out inputs")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_posterior_summary(table, path=None, title: str | None = None):
+    """Posterior mean +- sd of lambda per likelihood against the oracle least-squares value."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    liks = list(table.likelihood.values)
+    y = np.arange(len(liks))
+    ax.errorbar(table["mean"].values, y, xerr=table["sd"].values, fmt="o", capsize=4)
+    ref, ref_err = table.attrs["oracle_lambda"], table.attrs["oracle_stderr"]
+    ax.axvline(ref, color="k", lw=1, label="oracle least squares")
+    ax.axvspan(ref - ref_err, ref + ref_err, color="0.85")
+    ax.set_yticks(y, liks)
+    ax.set_xlabel(r"$\lambda$")
+    ax.set_title(title or "posterior of the quartic coupling")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)

@@ -14,8 +14,12 @@ app = typer.Typer(
 
 from . import eft as _eft  # noqa: E402
 from . import ensemble as _ensemble  # noqa: E402
+from . import inference as _inference  # noqa: E402
+from . import reproduce as _reproduce  # noqa: E402
 
 _ensemble.register(app)
 _eft.register(app)
+_inference.register(app)
+_reproduce.register(app)
 
 __all__ = ["app"]

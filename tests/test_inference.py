@@ -1,0 +1,222 @@
+"""Inference runners: DataTree layout, NUTS/SVI agreement, calibration, oracle agreement."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import nnqft_ppl as nq
+from nnqft_ppl import couplings as c
+from nnqft_ppl import likelihoods as lk
+from nnqft_ppl.inference import infer, infer_correlators
+
+PAPER_X = np.array([-0.01, -0.006, -0.002, 0.002, 0.006, 0.01])[:, None]
+RELU_X = np.linspace(0.2, 1.2, 6)[:, None]
+
+
+def _stats(arch, X, width, n, seed=0, max_order=4):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nq.BatchErrorWarning)
+        return nq.correlators(arch, X, width, n, seed=seed, max_order=max_order)
+
+
+@pytest.fixture(scope="module")
+def relu():
+    return _stats(nq.ReLUNet(), RELU_X, 20, 100_000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def relu_nuts(relu):
+    return {
+        lik: infer(relu, form=c.Constant(), likelihood=lik, method="nuts", cutoff=2.0)
+        for lik in ("correlator", "field")
+    }
+
+
+def _mean_sd(idata, name="lambda"):
+    x = idata.posterior[name]
+    return float(x.mean()), float(x.std())
+
+
+def test_datatree_layout(relu_nuts):
+    idata = relu_nuts["correlator"]
+    for group in ("posterior", "sample_stats", "log_likelihood", "observed_data"):
+        assert group in idata.children
+    assert "posterior_predictive" in idata.children
+    post = idata.posterior["lambda"]
+    assert post.dims == ("chain", "draw") and post.sizes["chain"] == 4
+    assert post.sizes["draw"] == 1000
+    assert idata.observed_data["kappa_4"].dims == ("tuple",)
+    assert idata.observed_data["kappa_4"].tuple.values[0] == "0,0,0,0"
+    assert idata.posterior_predictive["kappa_4"].dims == ("chain", "draw", "tuple")
+    assert idata.log_likelihood["kappa_4"].dims == ("chain", "draw", "component")
+    assert idata.constant_data["design"].dims == ("tuple", "coupling")
+    assert json.loads(idata.attrs["couplings"]) == ["lambda"]
+    field = relu_nuts["field"]
+    assert field.log_likelihood["field"].dims == ("chain", "draw", "batch")
+    assert field.attrs["log_normaliser"].startswith("second-order")
+
+
+def test_nuts_converges_and_agrees_with_oracle(relu, relu_nuts):
+    k4 = nq.exact_cumulant(relu.arch, relu.X, 20, 4).values
+    oracle = c.fit_coupling(c.Constant(), relu.arch, relu.X, k4, None, 2.0).theta[0]
+    means = {}
+    for lik, idata in relu_nuts.items():
+        d = nq.diagnose(idata)
+        assert d.divergences == 0
+        assert float(d.table.loc["lambda", "r_hat"]) < 1.01
+        mean, sd = _mean_sd(idata)
+        assert abs(mean - oracle) < 3 * sd, (lik, mean, sd, oracle)
+        means[lik] = (mean, sd)
+    (m1, s1), (m2, s2) = means.values()
+    assert abs(m1 - m2) < 0.2 * min(s1, s2)  # rank 1: the same estimator
+
+
+@pytest.mark.parametrize("guide", ["normal", "multivariate_normal"])
+def test_svi_matches_nuts(relu, relu_nuts, guide):
+    m0, s0 = _mean_sd(relu_nuts["correlator"])
+    idata = infer(relu, likelihood="correlator", method="svi", cutoff=2.0, guide=guide)
+    m, s = _mean_sd(idata)
+    assert idata.posterior["lambda"].dims == ("chain", "draw")
+    assert abs(m - m0) < 0.3 * s0 and abs(s / s0 - 1) < 0.15
+    assert "loss" in idata.sample_stats
+
+
+def test_two_couplings_and_user_prior():
+    """Erf-net, radial form: two correlated couplings, dense mass; a user prior is honoured."""
+    import numpyro.distributions as dist
+
+    stats = _stats(nq.ErfNet(), PAPER_X, 5, 50_000, seed=2)
+    form = c.RadialPolynomial((0, 2))
+    idata = infer(stats, form=form, cutoff=2.0, num_samples=500, num_warmup=300)
+    assert set(idata.posterior.data_vars) == {"lambda_0", "lambda_2"}
+    assert float(nq.diagnose(idata).table["r_hat"].astype(float).max()) < 1.01
+    tight = infer(
+        stats, form=form, cutoff=2.0, num_samples=300, num_warmup=200, num_chains=2,
+        prior={"lambda_2": dist.Normal(0.0, 1e-6)},
+    )  # fmt: skip
+    assert float(abs(tight.posterior["lambda_2"]).max()) < 1e-5
+
+
+def test_bad_choices(relu):
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        infer(relu, likelihood="fields", cutoff=2.0)
+    with pytest.raises(ValueError, match="unknown method"):
+        infer(relu, method="hmc", cutoff=2.0)
+    with pytest.raises(ValueError, match="unknown guide"):
+        infer(relu, method="svi", guide="delta", cutoff=2.0)
+    with pytest.raises(ValueError, match="diverges"):
+        infer(relu)  # ReLU vertex integrals need a cutoff
+    with pytest.raises(ValueError, match="not identified"):
+        # ReLU sb0 = 0: kappa_4 ~ x1 x2 x3 x4 for any lambda(y): only one number is measurable
+        infer(relu, form=c.RadialPolynomial((0, 2)), cutoff=2.0)
+
+
+def _calibration_data(seed=0):
+    stats = _stats(nq.ErfNet(), PAPER_X, 5, 10_000, seed=seed)
+    return lk.correlator_data(stats, form=c.RadialPolynomial((0, 2)), cutoff=2.0)
+
+
+def test_calibration_conjugate():
+    """Fast: the linear-Gaussian correlator likelihood with its (wide) Normal prior; the exact
+    conjugate 90% intervals of 400 simulated replicates cover the truth 85-95% of the time."""
+    data = _calibration_data()
+    rng = np.random.default_rng(0)
+    truth = data.least_squares()[0]
+    prior_prec = np.diag(1 / data.prior_scale**2)
+    A = data.white_design
+    cov = np.linalg.inv(A.T @ A + prior_prec)
+    hits = []
+    for _ in range(400):
+        sim = data.simulate(truth, rng)
+        mean = cov @ A.T @ sim.white_observed
+        hits.append(np.abs(mean - truth) < 1.6449 * np.sqrt(np.diag(cov)))
+    coverage = np.mean(hits, axis=0)
+    assert np.all((coverage > 0.85) & (coverage < 0.95)), coverage
+
+
+@pytest.mark.slow
+def test_calibration_nuts():
+    """90% central intervals of NUTS posteriors on 200 replicates simulated from the correlator
+    likelihood (two couplings, Erf-net design and covariance) cover the truth 85-95%."""
+    data = _calibration_data()
+    rng = np.random.default_rng(1)
+    truth = data.least_squares()[0]
+    hits = []
+    for r in range(200):
+        idata = infer_correlators(
+            data.simulate(truth, rng), "nuts", seed=r, num_chains=1, num_warmup=300,
+            num_samples=600,
+        )  # fmt: skip
+        for i, name in enumerate(data.names):
+            lo, hi = np.quantile(idata.posterior[name].values, [0.05, 0.95])
+            hits.append((i, lo < truth[i] < hi))
+    for i in range(data.n_params):
+        coverage = np.mean([h for j, h in hits if j == i])
+        assert 0.85 < coverage < 0.95, (data.names[i], coverage)
+
+
+# --------------------------------------------------------------------------- must-show (slow)
+CASES = {
+    "gauss sb0=0.5 N=10": (nq.GaussNet(sb0=0.5), PAPER_X, 10, None, c.Constant()),
+    "gauss sb0=0.5 N=100": (nq.GaussNet(sb0=0.5), PAPER_X, 100, None, c.Constant()),
+    "gauss sb0=1 N=10": (nq.GaussNet(sb0=1.0), PAPER_X, 10, None, c.Constant()),
+    "erf N=5": (nq.ErfNet(), PAPER_X, 5, 2.0, c.Constant()),
+    "erf N=5 radial": (nq.ErfNet(), PAPER_X, 5, 2.0, c.RadialPolynomial((0, 2))),
+    "relu N=20": (nq.ReLUNet(), RELU_X, 20, 2.0, c.Constant()),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_posteriors_agree_with_oracle(case):
+    """1e6 networks: each likelihood's posterior agrees with the same estimator applied to the
+    exact oracle cumulants within 3 sd; r_hat < 1.01, no divergences; the two likelihoods agree
+    where the oracle's chi-square accepts the form, and the verdict rejects it where not."""
+    arch, X, width, cutoff, form = CASES[case]
+    stats = _stats(arch, X, width, 10**6, seed=11)
+    k4 = nq.exact_cumulant(arch, X, width, 4).values
+    post = {}
+    for lik in ("correlator", "field"):
+        idata = infer(stats, form=form, likelihood=lik, cutoff=cutoff, num_samples=1000)
+        d = nq.diagnose(idata)
+        assert d.divergences == 0
+        assert float(d.table["r_hat"].astype(float).max()) < 1.01
+        if lik == "correlator":
+            data = lk.correlator_data(stats, form=form, cutoff=cutoff)
+            oracle = c.fit_coupling(form, arch, X, k4, data.covariance, cutoff)
+            target, accepted = oracle.theta, not oracle.p_value < 1e-3
+        else:
+            rtol = idata.attrs["field_rtol"]
+            fs = lk.field_statistics(stats, form=form, cutoff=cutoff, rtol=rtol)
+            target = -np.linalg.solve(fs.gp_covariance, fs.coefficients[4].T @ k4)
+        for name, t in zip(form.names, target, strict=True):
+            mean, sd = _mean_sd(idata, name)
+            assert abs(mean - t) < 3 * sd, (lik, name, mean, sd, t)
+        post[lik] = (idata, d)
+    (ic, dc), (i_f, _) = post["correlator"], post["field"]
+    if accepted:
+        for name in form.names:
+            (m1, s1), (m2, s2) = _mean_sd(ic, name), _mean_sd(i_f, name)
+            assert abs(m1 - m2) < 3 * np.hypot(s1, s2), (name, m1, s1, m2, s2)
+    else:
+        assert "CANNOT describe" in dc.verdict
+
+
+@pytest.mark.slow
+def test_coupling_falls_as_one_over_width():
+    """lambda_N = c (N / N_ref)^-a from four widths (ReLU-net, 2e5 networks each): a = 1."""
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    datasets = {
+        N: lk.correlator_data(_stats(nq.ReLUNet(), RELU_X, N, 200_000, seed=N), cutoff=2.0)
+        for N in (10, 20, 40, 80)
+    }
+    mcmc = MCMC(NUTS(lk.width_power_law_model), num_warmup=500, num_samples=1000, num_chains=2,
+                chain_method="sequential", progress_bar=False)  # fmt: skip
+    mcmc.run(jax.random.PRNGKey(0), datasets)
+    a = np.asarray(mcmc.get_samples()["a"])
+    assert abs(a.mean() - 1) < 3 * a.std(), (a.mean(), a.std())
+    assert a.std() < 0.2
