@@ -467,6 +467,16 @@ class FieldStatistics:
             "sandwich_covariance": S_inv @ self.data_covariance @ S_inv / n,
         }
 
+    def estimate_from_cumulant(self, k) -> np.ndarray:
+        """The moment-matching estimate for noise-free data with connected correlator ``k``.
+
+        For a distribution whose 2-pt function is exactly K (single-hidden-layer nets), the
+        normal-ordered statistics have mean ``coefficients[order]^T k``; e.g. pass the exact
+        oracle ``kappa_4`` to get the value this likelihood converges to. ``k``: ``(M,)``.
+        """
+        mean = self.coefficients[self.order].T @ np.asarray(k, dtype=np.float64)
+        return -np.linalg.solve(self.gp_covariance, mean)
+
     def width_ratio(self) -> np.ndarray:
         """Sandwich over model-based posterior standard deviation, per coupling."""
         est = self.estimate()
