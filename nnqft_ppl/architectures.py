@@ -168,8 +168,10 @@ class MLP:
             return numpyro.sample(name, prior)
 
         with numpyro.plate("network", n_networks):
-            params = {"W0": normal("W0", self.sw0 / math.sqrt(d), (n, d)),
-                      "b0": normal("b0", self.sb0, (n,))}
+            params = {
+                "W0": normal("W0", self.sw0 / math.sqrt(d), (n, d)),
+                "b0": normal("b0", self.sb0, (n,)),
+            }
             for layer in range(1, self.depth):
                 params[f"W{layer}"] = normal(f"W{layer}", self.sw1 / math.sqrt(n), (n, n))
                 params[f"b{layer}"] = normal(f"b{layer}", self.sb1, (n,))

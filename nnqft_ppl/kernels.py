@@ -41,6 +41,7 @@ def kernel_entry(arch: MLP, x1: jnp.ndarray, x2: jnp.ndarray) -> jnp.ndarray:
 def kernel_matrix(arch: MLP, X: jnp.ndarray, Y: jnp.ndarray) -> jnp.ndarray:
     """``K(x_a, y_b)`` for every pair, ``(P, d), (Q, d) -> (P, Q)``; O(P Q), so Q can be the
     millions of quadrature nodes of a vertex integral."""
+
     def entry(x, y):
         return kernel_entry(arch, x, y)
 

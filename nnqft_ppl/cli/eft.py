@@ -33,6 +33,8 @@ from .options import (
 __all__ = ["register", "register_fit_method", "FIT_METHODS", "FitRequest"]
 
 FORMS = ("constant", "radial", "polynomial", "nonlocal", "constant+nonlocal", "allowed")
+
+
 @dataclass(frozen=True)
 class FitRequest:
     """Everything a fit method needs: architecture, inputs, data, form, cutoff, output."""
