@@ -1,6 +1,6 @@
 """Throughput of sampling + accumulating up to the 6-pt function, as ratios measured in one run.
 
-For widths 10, 100, 1000 and 6 inputs (Erf-net) this prints, per width:
+For widths 10, 100, 1000 and 6 inputs (Erf-net by default) this prints, per width:
 
 * ours: networks per second of ``accumulate_moments(max_order=6)`` (after compilation);
 * (a) ours / the time ``jax.random.normal`` alone takes to draw the same normals (same dtype,
@@ -10,8 +10,9 @@ For widths 10, 100, 1000 and 6 inputs (Erf-net) this prints, per width:
   tensors; goal >= 100x at width 10;
 * peak memory (max RSS) before and after a 10x larger ensemble: it must not grow.
 
-Usage: ``python benchmarks/ensemble_throughput.py [--full] [--dtype float32]``; ``--full``
-also times 1e6 networks at width 1000 (goal: under two minutes).
+Usage: ``python benchmarks/ensemble_throughput.py [--full] [--dtype float32] [--arch relu]``;
+``--full`` also times 1e6 networks at width 1000 (goal: under two minutes). The paper-style
+baseline is an Erf-net whatever ``--arch`` (its cost is the per-network overhead).
 """
 
 from __future__ import annotations
@@ -87,11 +88,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="also 1e6 networks at width 1000")
     parser.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
+    parser.add_argument("--arch", default="erf", choices=["erf", "relu", "gauss"])
     args = parser.parse_args()
-    arch = nq.ErfNet()
+    arch = {"erf": nq.ErfNet, "relu": nq.ReLUNet, "gauss": nq.GaussNet}[args.arch]()
     X = jnp.asarray(nq.paper_inputs(arch))
     sizes = {10: 1_000_000, 100: 200_000, 1000: 20_000}
-    print(f"Erf-net, P = {P_INPUTS}, moments up to order {MAX_ORDER}, dtype {args.dtype}")
+    print(f"{arch.name}, P = {P_INPUTS}, moments up to order {MAX_ORDER}, dtype {args.dtype}")
     print(
         f"{'width':>6} {'networks':>9} {'ours net/s':>11} {'(a) /normals':>13} "
         f"{'paper net/s':>12} {'(b) speed-up':>13}"
