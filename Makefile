@@ -12,11 +12,14 @@ $(BIN)/nnqft: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(BIN)/nnqft
 
-.PHONY: venv test test-all reproduce lint bench
+.PHONY: venv test test-slow test-all reproduce lint bench
 venv: $(BIN)/nnqft
 
 test: venv
 	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow -q
 
 test-all: venv
 	$(BIN)/python -m pytest -q

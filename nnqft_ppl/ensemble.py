@@ -15,7 +15,7 @@ computed from these sums in :mod:`nnqft_ppl.correlators`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 
 import jax
@@ -159,6 +159,22 @@ def _aligned_sums(arch, X, width, root, start, stop, n_slots, dtype, max_order, 
     return sums, valid.reshape(n_slots, batch_size).sum(axis=1).astype(jnp.float64)
 
 
+@partial(jax.jit, donate_argnums=(0, 1))
+def _add_rows(acc_sums: dict, acc_counts, part: dict, counts, first_row):
+    """Add a chunk's per-batch sums into the device accumulator at row ``first_row``.
+
+    The accumulator is padded so every slice stays in range; donation updates it in place, and
+    no host transfer happens per chunk (the loop dispatches asynchronously).
+    """
+
+    def add(acc, rows):
+        start = (first_row,) + (0,) * (acc.ndim - 1)
+        block = jax.lax.dynamic_slice(acc, start, rows.shape)
+        return jax.lax.dynamic_update_slice(acc, block + rows, start)
+
+    return {n: add(acc_sums[n], part[n]) for n in acc_sums}, add(acc_counts, counts)
+
+
 def accumulate_moments(
     arch: MLP,
     X,
@@ -190,10 +206,12 @@ def accumulate_moments(
         resume: sums to continue from (their ``n_accumulated`` networks must be ``[0, start)``
             when ``start`` is not given).
         progress: show a rich progress bar.
-        on_chunk: optional callback ``on_chunk(sums)`` after each chunk (checkpointing).
+        on_chunk: optional callback ``on_chunk(snapshot)`` after each chunk, where
+            ``snapshot()`` returns the :class:`MomentSums` so far (a device-to-host copy: call it
+            only when checkpointing).
 
     Returns:
-        :class:`MomentSums` covering the networks done so far.
+        :class:`MomentSums` covering the networks done so far (``resume`` is not modified).
     """
     X = check_inputs(X, arch.d_in)
     width = check_width(width)
@@ -215,6 +233,17 @@ def accumulate_moments(
     bs = sums.batch_size
     root = jax.random.PRNGKey(seed)
     Xj = jnp.asarray(X)
+    # Device-side accumulator, padded by the most rows one chunk can touch.
+    pad = max(chunk // bs, 2)
+    acc = {n: jnp.zeros((sums.n_batches + pad, s.shape[1])) for n, s in sums.sums.items()}
+    acc_counts = jnp.zeros(sums.n_batches + pad)
+
+    def snapshot() -> MomentSums:
+        """Host copy: the sums given at the start plus everything accumulated so far."""
+        host = {n: sums.sums[n] + np.asarray(acc[n])[: sums.n_batches] for n in sums.sums}
+        counts = sums.counts + np.asarray(acc_counts)[: sums.n_batches]
+        return replace(sums, sums=host, counts=counts)
+
     with progress_bar(stop - start, f"{arch.name} N={width}", progress) as advance:
         lo = start
         while lo < stop:
@@ -235,16 +264,12 @@ def accumulate_moments(
                     arch, Xj, width, root, lo, end, min(chunk, bs), DTYPES[dtype], max_order, bs
                 )
                 step = end - lo
-            rows = slice(lo // bs, min(lo // bs + len(counts), sums.n_batches))
-            n_rows = rows.stop - rows.start
-            for n in sums.sums:
-                sums.sums[n][rows] += np.asarray(part[n])[:n_rows]
-            sums.counts[rows] += np.asarray(counts)[:n_rows]
+            acc, acc_counts = _add_rows(acc, acc_counts, part, counts, lo // bs)
             lo += step
             advance(step)
             if on_chunk is not None:
-                on_chunk(sums)
-    return sums
+                on_chunk(snapshot)
+    return snapshot()
 
 
 def iter_output_chunks(

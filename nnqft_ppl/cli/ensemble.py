@@ -227,9 +227,9 @@ def _correlate_one(net, X, width, n_networks, seed, max_order, n_batches, dtype,
         resume = old.sums
     last = [time.monotonic()]
 
-    def checkpoint(sums):
+    def checkpoint(snapshot):
         if time.monotonic() - last[0] > CHECKPOINT_SECONDS:
-            nq.CorrelatorStats(net, X, width, seed, sums, dtype).save(path)
+            nq.CorrelatorStats(net, X, width, seed, snapshot(), dtype).save(path)
             last[0] = time.monotonic()
 
     try:
