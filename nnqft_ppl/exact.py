@@ -37,6 +37,7 @@ __all__ = [
     "exact_moments",
     "exact_cumulant",
     "exact_covariance",
+    "exact_single_input_moments",
     "estimator_influence",
     "estimator_covariance",
     "monomial_covariance",
@@ -133,6 +134,43 @@ def _tuple_array(values, n_inputs: int, order: int, name: str, **attrs) -> xr.Da
 
 def _double_factorial(k: int) -> int:
     return math.prod(range(k, 0, -2)) if k > 0 else 1
+
+
+def exact_single_input_moments(arch: MLP, x, width: int, max_order: int = 12) -> np.ndarray:
+    """Exact raw moments ``E[f(x)^n]``, ``n = 0..max_order``, at one input ``x (d_in,)``.
+
+    At a single input the moment-cumulant maps are the scalar recursions
+    ``m_n = sum_k C(n-1, k-1) kappa_k m_(n-k)``, so high orders (the variance of a 6-pt
+    estimate needs ``E[f^12]``) cost nothing, unlike the set-partition sums over multisets.
+    """
+    width = check_width(width)
+    X = check_inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), arch.d_in)
+    E = single_neuron_moments(arch, X, max_order)
+    v = arch.sw1**2 / width
+    u = np.zeros(max_order + 1)
+    u[0] = 1.0
+    for n in E:
+        u[n] = _double_factorial(n - 1) * v ** (n // 2) * E[n][0]
+    kappa = width * _scalar_cumulants(u)
+    kappa[2] += arch.sb1**2
+    return _scalar_moments(kappa)
+
+
+def _scalar_cumulants(m: np.ndarray) -> np.ndarray:
+    """Cumulants ``kappa_1..`` from raw moments ``m_0 = 1, m_1, ...`` (index = order)."""
+    kappa = np.zeros_like(m)
+    for n in range(1, len(m)):
+        kappa[n] = m[n] - sum(math.comb(n - 1, k - 1) * kappa[k] * m[n - k] for k in range(1, n))
+    return kappa
+
+
+def _scalar_moments(kappa: np.ndarray) -> np.ndarray:
+    """Raw moments from cumulants (index = order, ``kappa[0]`` ignored)."""
+    m = np.zeros_like(kappa)
+    m[0] = 1.0
+    for n in range(1, len(kappa)):
+        m[n] = sum(math.comb(n - 1, k - 1) * kappa[k] * m[n - k] for k in range(1, n + 1))
+    return m
 
 
 # ----------------------------------------------------------------- sampling covariance

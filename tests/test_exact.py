@@ -114,3 +114,15 @@ def test_exact_covariance_is_a_covariance(paper_inputs):
 def test_deep_networks_are_refused_with_a_clear_error(paper_inputs):
     with pytest.raises(NotImplementedError, match="one hidden layer"):
         nq.exact_cumulant(nq.MLP(depth=2), paper_inputs, 10)
+
+
+@pytest.mark.parametrize("arch", [nq.GaussNet(), nq.ErfNet(), nq.ReLUNet(sb0=1.0)])
+def test_single_input_moments_match_the_multiset_oracle(arch):
+    """The scalar recursion (used up to E[f^12]) agrees with the set-partition sums."""
+    from nnqft_ppl.exact import exact_single_input_moments
+
+    X = np.array([[0.3], [0.5]])
+    m = exact_single_input_moments(arch, X[0], 7, 12)
+    G = nq.exact_moments(arch, X, 7, 8)
+    np.testing.assert_allclose(m[[2, 4, 6, 8]], [G[n][0] for n in (2, 4, 6, 8)], rtol=1e-12)
+    assert m[1] == m[3] == m[11] == 0.0
