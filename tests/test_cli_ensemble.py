@@ -19,40 +19,14 @@ def _ok(args):
 
 def test_sample_writes_the_same_outputs_as_the_library(tmp_path):
     out = tmp_path / "f.zarr"
-    _ok(
-        [
-            "sample",
-            "--arch",
-            "erf",
-            "--width",
-            "5",
-            "--n-networks",
-            "300",
-            "--seed",
-            "4",
-            "--out",
-            str(out),
-        ]
-    )
+    args = "sample --arch erf --width 5 --n-networks 300 --seed 4 --out".split() + [str(out)]
+    _ok(args)
     stored = xr.open_zarr(out, consolidated=False)["f"].values
     expected = nq.sample_outputs(nq.ErfNet(), nq.paper_inputs(nq.ErfNet()), 5, 300, 4)
     np.testing.assert_array_equal(stored, expected)
     # a second run finds the work done and keeps it
-    assert "300 networks" in _ok(
-        [
-            "sample",
-            "--arch",
-            "erf",
-            "--width",
-            "5",
-            "--n-networks",
-            "300",
-            "--seed",
-            "4",
-            "--out",
-            str(out),
-        ]
-    )
+    assert "300 networks" in _ok(args)
+    np.testing.assert_array_equal(xr.open_zarr(out, consolidated=False)["f"].values, expected)
 
 
 def test_sample_resumes_an_interrupted_store(tmp_path):
