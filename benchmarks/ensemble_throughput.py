@@ -26,7 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import nnqft_ppl as nq
-from nnqft_ppl.ensemble import DTYPES, _default_chunk, accumulate_moments
+from nnqft_ppl.ensembles.description import DTYPES
+from nnqft_ppl.ensembles.sampler import _default_chunk, accumulate_moments
+
+nq.enable_x64()  # the floor below draws float64 normals outside the library's entry points
 
 P_INPUTS = 6
 MAX_ORDER = 6
@@ -36,19 +39,23 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def ensemble(arch, X, width, n, dtype):
+    return nq.Ensemble(arch, X, width, n, max_order=MAX_ORDER, dtype=dtype)
+
+
 def time_ours(arch, X, width, n, dtype) -> float:
     # Compile with the timed run's own batch layout (the first networks of the same ensemble).
-    accumulate_moments(arch, X, width, n, max_order=MAX_ORDER, dtype=dtype, stop=n // 10)
+    accumulate_moments(ensemble(arch, X, width, n, dtype), stop=n // 10)
     start = time.perf_counter()
-    accumulate_moments(arch, X, width, n, max_order=MAX_ORDER, dtype=dtype)
+    accumulate_moments(ensemble(arch, X, width, n, dtype))
     return time.perf_counter() - start
 
 
-def time_normals(arch, width, n, dtype) -> float:
+def time_normals(arch, X, width, n, dtype) -> float:
     """Draw the same number of normals in the same chunks, and nothing else."""
-    chunk = min(_default_chunk(arch, width, P_INPUTS, MAX_ORDER), n)
+    chunk = min(_default_chunk(ensemble(arch, X, width, n, dtype)), n)
     shape = (chunk, arch.n_parameters(width))
-    draw = jax.jit(lambda k: jax.random.normal(k, shape, DTYPES[dtype]).sum())
+    draw = jax.jit(lambda k: jax.random.normal(k, shape, getattr(jnp, dtype)).sum())
     key = jax.random.PRNGKey(0)
     draw(key).block_until_ready()
     start = time.perf_counter()
@@ -92,7 +99,7 @@ def main():
     parser.add_argument("--arch", default="erf", choices=["erf", "relu", "gauss"])
     args = parser.parse_args()
     arch = {"erf": nq.ErfNet, "relu": nq.ReLUNet, "gauss": nq.GaussNet}[args.arch]()
-    X = jnp.asarray(nq.paper_inputs(arch))
+    X = nq.paper_inputs(arch)
     sizes = {10: 1_000_000, 100: 200_000, 1000: 20_000}
     print(f"{arch.name}, P = {P_INPUTS}, moments up to order {MAX_ORDER}, dtype {args.dtype}")
     print(
@@ -101,7 +108,7 @@ def main():
     )
     for width, n in sizes.items():
         ours = time_ours(arch, X, width, n, args.dtype)
-        floor = time_normals(arch, width, n, args.dtype)
+        floor = time_normals(arch, X, width, n, args.dtype)
         n_paper = 2000 if width < 1000 else 500
         time_paper_style(X, width, 20)  # warm the eager op cache
         paper = time_paper_style(X, width, n_paper)
@@ -110,9 +117,9 @@ def main():
             f"{n_paper / paper:>12.0f} {(n / ours) / (n_paper / paper):>12.0f}x"
         )
     before = max_rss_mb()
-    accumulate_moments(arch, X, 10, 100_000, max_order=MAX_ORDER, dtype=args.dtype)
+    accumulate_moments(ensemble(arch, X, 10, 100_000, args.dtype))
     mid = max_rss_mb()
-    accumulate_moments(arch, X, 10, 1_000_000, max_order=MAX_ORDER, dtype=args.dtype)
+    accumulate_moments(ensemble(arch, X, 10, 1_000_000, args.dtype))
     after = max_rss_mb()
     print(
         f"peak memory (max RSS, MB): {before:.0f} before, {mid:.0f} after 1e5 networks, "
@@ -120,9 +127,7 @@ def main():
     )
     if args.full:
         start = time.perf_counter()
-        accumulate_moments(
-            arch, X, 1000, 1_000_000, max_order=MAX_ORDER, dtype=args.dtype, progress=True
-        )
+        accumulate_moments(ensemble(arch, X, 1000, 1_000_000, args.dtype), progress=True)
         print(f"1e6 networks at width 1000: {time.perf_counter() - start:.0f} s")
 
 

@@ -26,14 +26,14 @@ def main(n_networks: int) -> None:
         stats = nq.correlators(arch, X, 20, n_networks, seed=0, max_order=4)
     t_stats = time.perf_counter() - t0
     print(f"statistics pass ({n_networks:.0e} networks): {t_stats:6.2f} s (baseline)")
-    for method, kwargs in (("nuts", {"num_chains": 4, "num_samples": 1000}), ("svi", {})):
+    for method in (nq.NUTSSettings(num_chains=4, num_samples=1000), nq.SVISettings()):
         for likelihood in ("field", "correlator"):
             t0 = time.perf_counter()
-            idata = nq.infer(stats, likelihood=likelihood, method=method, cutoff=2.0, **kwargs)
+            idata = nq.infer(stats, likelihood=likelihood, method=method, cutoff=2.0)
             dt = time.perf_counter() - t0
-            lam = idata.posterior["lambda"]
+            lam, name = idata.posterior["lambda"], idata.attrs["method"]
             print(
-                f"{method:4s} {likelihood:10s}: {dt:6.2f} s  ({dt / t_stats:5.2f} x statistics "
+                f"{name:4s} {likelihood:10s}: {dt:6.2f} s  ({dt / t_stats:5.2f} x statistics "
                 f"pass; sampler alone {idata.attrs['inference_seconds']:.2f} s)  "
                 f"lambda = {float(lam.mean()):.5f} +- {float(lam.std()):.5f}"
             )

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import integrate
 
 import nnqft_ppl as nq
-from nnqft_ppl.multisets import index_multisets
+from nnqft_ppl.core.multisets import index_multisets
 
 ARCH = nq.ErfNet()
 X = np.array([-0.01, -0.006, -0.002, 0.002, 0.006, 0.01]) * 50

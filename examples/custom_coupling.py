@@ -13,7 +13,11 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
 import nnqft_ppl as nq
-from nnqft_ppl import likelihoods as lk
+from nnqft_ppl.inference import likelihoods as lk
+
+# A model of our own runs under plain NumPyro, outside the library's float64 entry points:
+# switch JAX to float64 explicitly (as numpyro.enable_x64() would); importing nnqft_ppl does not.
+nq.enable_x64()
 
 
 @dataclass(frozen=True)

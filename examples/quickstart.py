@@ -14,8 +14,8 @@ arch = nq.ReLUNet()
 stats = nq.correlators(arch, X, width=20, n_networks=200_000, seed=0, max_order=4)
 
 # 2. posterior of a constant quartic coupling lambda (box cutoff L = 2), NUTS with 4 chains
-idata = nq.infer(stats, arch, X, form=nq.couplings.Constant(), likelihood="correlator",
-                 method="nuts", cutoff=2.0, seed=0)  # fmt: skip
+idata = nq.infer(stats, nq.couplings.Constant(), likelihood="correlator", method="nuts",
+                 cutoff=2.0, seed=0)  # fmt: skip
 
 # 3. diagnostics: r_hat, ESS, divergences and a verdict; compare with the exact oracle
 print(nq.diagnose(idata))

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 import nnqft_ppl as nq
-from nnqft_ppl.plotting import plot_rg_flow
+from nnqft_ppl.zoo.plotting import plot_rg_flow
 
 cutoffs = np.geomspace(0.5, 10.0, 21)
 flows = {}

@@ -1,122 +1,144 @@
 """nnqft_ppl: probabilistic programming for the neural-network / field-theory correspondence.
 
+The package is layered, each layer importing only the ones before it:
+``core`` -> ``networks`` -> ``oracle`` -> ``ensembles`` -> ``theory`` -> ``inference`` ->
+``zoo`` -> ``cli``. This module only re-exports the public API.
+
 Quick start::
 
     import nnqft_ppl as nq
     arch = nq.GaussNet(d_in=1)
+    X = nq.paper_inputs(arch)                                # (6, 1)
     K = nq.kernel(arch, X)                                   # (P, P) GP kernel
-    stats = nq.correlators(arch, X, width=10, n_networks=10**6, seed=0, max_order=6)
+    stats = nq.correlators(arch, X, width=10, n_networks=10**6, max_order=6)
     stats.cumulant(4), stats.stderr(4)                       # xarray over `tuple`
     k4 = nq.exact_cumulant(arch, X, width=10, order=4)       # exact finite-width oracle
+
+Importing the package leaves JAX's global configuration alone; its functions compute in float64
+internally. ``nq.enable_x64()`` switches JAX to float64 globally, if you want that.
 """
 
-import jax
-
-# Cumulants are small differences of large moments, and the theory (kernels, quadrature,
-# Feynman integrals) must be checked to ~1e-8: the library works in float64 throughout.
-jax.config.update("jax_enable_x64", True)
-
-from .activations import ACTIVATIONS, get_activation  # noqa: E402
-from .architectures import MLP, ErfNet, GaussNet, ReLUNet, architecture_from_dict  # noqa: E402
-
-# --- ensembles, correlators, exact oracle (issue 2)
-from .correlators import (  # noqa: E402
+from .core import chi_square, enable_x64, index_multisets, tuple_labels
+from .ensembles import (
     BatchErrorWarning,
     CorrelatorStats,
+    Ensemble,
+    MomentSums,
+    accumulate_moments,
     correlators,
     monte_carlo_kernel,
+    sample_outputs,
 )
-from .ensemble import MomentSums, accumulate_moments, sample_outputs  # noqa: E402
-from .exact import exact_covariance, exact_cumulant, exact_cumulants, exact_moments  # noqa: E402
-from .kernels import interaction_kernel, kernel  # noqa: E402
-from .multisets import index_multisets, tuple_labels  # noqa: E402
-from .presets import paper_inputs  # noqa: E402
-from .statistics import chi_square  # noqa: E402
-
-# --- EFT: Feynman diagrams, couplings, symmetries, RG (issue 3)
-# isort: split
-from . import couplings  # noqa: E402
-from .couplings import fit_coupling, measured_coupling  # noqa: E402
-from .feynman import eft_correlators, eft_cumulants  # noqa: E402
-from .rg import rg_flow  # noqa: E402
-from .symmetries import allowed_coupling_forms, gp_symmetries  # noqa: E402
-from .vertex import vertex_integral  # noqa: E402
-
-# --- likelihoods and inference (issue 4)
-# isort: split
-from . import diagnostics, inference, likelihoods  # noqa: E402
-from .diagnostics import compare_forms, diagnose, posterior_predictive_check  # noqa: E402
-from .inference import infer, infer_correlators  # noqa: E402
-from .likelihoods import (  # noqa: E402
+from .inference import (
     CorrelatorData,
     FieldStatistics,
+    NUTSSettings,
+    SVISettings,
+    compare_forms,
     correlator_data,
+    diagnose,
     field_statistics,
+    infer,
+    infer_correlators,
+    likelihoods,
+    posterior_predictive_check,
+)
+from .networks import (
+    ACTIVATIONS,
+    MLP,
+    Activation,
+    ErfNet,
+    GaussNet,
+    ReLUNet,
+    architecture_from_dict,
+    get_activation,
+    interaction_kernel,
+    kernel,
+    paper_inputs,
+)
+from .oracle import exact_covariance, exact_cumulant, exact_cumulants, exact_moments
+from .theory import (
+    allowed_coupling_forms,
+    coupling_form,
+    couplings,
+    eft_correlators,
+    eft_cumulants,
+    fit_coupling,
+    gp_symmetries,
+    measured_coupling,
+    rg_flow,
+    vertex_integral,
+)
+from .zoo import (
+    Spec,
+    SpecError,
+    build_report,
+    load_spec,
+    register_study,
+    reproduce,
+    run_spec,
+    spec_model,
+    studies,
 )
 
-# --- specs, report, reproduce (issue 5)
-# isort: split
-from . import studies  # noqa: E402
-from .report import build_report  # noqa: E402
-from .specs import Spec, SpecError, load_spec  # noqa: E402
-from .zoo import reproduce, run_spec  # noqa: E402
-
 __all__ = [
+    "chi_square",
+    "enable_x64",
+    "index_multisets",
+    "tuple_labels",
+    "BatchErrorWarning",
+    "CorrelatorStats",
+    "Ensemble",
+    "MomentSums",
+    "accumulate_moments",
+    "correlators",
+    "monte_carlo_kernel",
+    "sample_outputs",
+    "CorrelatorData",
+    "FieldStatistics",
+    "NUTSSettings",
+    "SVISettings",
+    "compare_forms",
+    "correlator_data",
+    "diagnose",
+    "field_statistics",
+    "infer",
+    "infer_correlators",
+    "likelihoods",
+    "posterior_predictive_check",
     "ACTIVATIONS",
-    "get_activation",
     "MLP",
+    "Activation",
     "ErfNet",
     "GaussNet",
     "ReLUNet",
     "architecture_from_dict",
-    "kernel",
+    "get_activation",
     "interaction_kernel",
-    "index_multisets",
-    "tuple_labels",
-    # ensembles, correlators, exact oracle (issue 2)
-    "BatchErrorWarning",
-    "CorrelatorStats",
-    "correlators",
-    "monte_carlo_kernel",
-    "MomentSums",
-    "accumulate_moments",
-    "sample_outputs",
+    "kernel",
+    "paper_inputs",
     "exact_covariance",
     "exact_cumulant",
     "exact_cumulants",
     "exact_moments",
-    "paper_inputs",
-    "chi_square",
-    # EFT (issue 3)
-    "couplings",
-    "vertex_integral",
-    "measured_coupling",
-    "fit_coupling",
-    "eft_cumulants",
-    "eft_correlators",
-    "rg_flow",
-    "gp_symmetries",
     "allowed_coupling_forms",
-    # likelihoods and inference (issue 4)
-    "likelihoods",
-    "inference",
-    "diagnostics",
-    "infer",
-    "infer_correlators",
-    "diagnose",
-    "compare_forms",
-    "posterior_predictive_check",
-    "CorrelatorData",
-    "FieldStatistics",
-    "correlator_data",
-    "field_statistics",
-    # specs, report, reproduce (issue 5)
-    "studies",
-    "load_spec",
+    "coupling_form",
+    "couplings",
+    "eft_correlators",
+    "eft_cumulants",
+    "fit_coupling",
+    "gp_symmetries",
+    "measured_coupling",
+    "rg_flow",
+    "vertex_integral",
     "Spec",
     "SpecError",
-    "run_spec",
-    "reproduce",
     "build_report",
+    "load_spec",
+    "register_study",
+    "reproduce",
+    "run_spec",
+    "spec_model",
+    "studies",
 ]
 __version__ = "0.1.0"

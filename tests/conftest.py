@@ -3,8 +3,6 @@
 import numpy as np
 import pytest
 
-import nnqft_ppl  # noqa: F401  (enables float64 before any test builds arrays)
-
 #: Statistical tests fail below this p-value (about 5 sigma, one-sided).
 P_MIN = 3e-7
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nnqft_ppl as nq
-from nnqft_ppl.statistics import chi_square
+from nnqft_ppl.core.linalg import chi_square
 from tests.conftest import P_MIN
 
 N_BIG = 1_000_000

@@ -5,10 +5,12 @@ import pytest
 from scipy import stats
 
 import nnqft_ppl as nq
-from nnqft_ppl import couplings as C
-from nnqft_ppl import symmetries
-from nnqft_ppl.exact import exact_covariance, exact_cumulant
-from nnqft_ppl.vertex import vertex_integral
+from nnqft_ppl.core.linalg import generalized_least_squares
+from nnqft_ppl.core.multisets import gp_moments
+from nnqft_ppl.oracle.exact import exact_covariance, exact_cumulant
+from nnqft_ppl.theory import couplings as C
+from nnqft_ppl.theory import symmetries
+from nnqft_ppl.theory.vertex import vertex_integral
 
 PAPER_X = np.array([-0.01, -0.006, -0.002, 0.002, 0.006, 0.01])
 RELU_X = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
@@ -121,10 +123,10 @@ def test_gls_recovers_parameters_with_calibrated_chi2():
     noise = rng.multivariate_normal(np.zeros(35), cov, size=400)
     chi2, pulls = [], []
     for e in noise:
-        est, est_cov, c2, rank = C.generalized_least_squares(D, D @ theta + e, cov)
-        chi2.append(c2)
-        pulls.append((est - theta) / np.sqrt(np.diag(est_cov)))
-    assert rank == 35
+        fit = generalized_least_squares(D, D @ theta + e, cov)
+        chi2.append(fit.chi_square.value)
+        pulls.append((fit.theta - theta) / fit.stderr)
+    assert fit.rank == 35
     assert stats.kstest(chi2, stats.chi2(33).cdf).pvalue > 1e-3
     pulls = np.array(pulls)
     assert np.all(np.abs(pulls.mean(0)) < 5 / np.sqrt(400))
@@ -210,11 +212,11 @@ def test_symmetry_detection_sees_broken_symmetries(monkeypatch):
 
 def ensemble_moments(arch, X, width, n_networks, seed=1, n_batches=100):
     """Batch means of the monomials of orders 2, 4, 6 over a sampled ensemble."""
-    from nnqft_ppl.ensemble import iter_output_chunks
-    from nnqft_ppl.multisets import monomials
+    from nnqft_ppl.core.multisets import monomials
+    from nnqft_ppl.ensembles.sampler import iter_output_chunks
 
     sums = {n: np.zeros((n_batches, len(nq.index_multisets(len(X), n)))) for n in (2, 4, 6)}
-    for lo, f in iter_output_chunks(arch, X, width, n_networks, seed=seed):
+    for lo, f in iter_output_chunks(nq.Ensemble(arch, X, width, n_networks, seed=seed)):
         batch = (lo + np.arange(len(f))) * n_batches // n_networks
         mono = monomials(f, 6)
         for n in sums:
@@ -239,7 +241,7 @@ def test_six_point_prediction_from_the_four_point_coupling(arch, X, width, cutof
     N = 20 measures kappa_6 itself (~9 sigma), which the lambda-tree does not give (it is 3.4x
     too large: the scale-mixture kappa_6 needs a sextic coupling): there the Sextic form fitted
     on kappa_6 is added, which the test requires to close the gap."""
-    from nnqft_ppl.multisets import cumulants_from_moments
+    from nnqft_ppl.core.multisets import cumulants_from_moments
 
     batches = ensemble_moments(arch, X, width, 10**6)
     G6 = batches[6].mean(0)
@@ -254,7 +256,7 @@ def test_six_point_prediction_from_the_four_point_coupling(arch, X, width, cutof
         sextic = nq.fit_coupling(C.Sextic(), arch, X, k[6] - tree, np.diag(k_err[6] ** 2), cutoff)
         couplings["sextic"] = sextic.theta[0]
     pred = nq.eft_correlators(arch, X, **couplings)[6].values
-    gp = nq.feynman.gp_correlator(nq.kernel(arch, X), 6)
+    gp = gp_moments(nq.kernel(arch, X), 6)[6]
     z = (G6 - pred) / G6_err
     z_gp = (G6 - gp) / G6_err
     assert np.abs(z).max() < 5

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import nnqft_ppl as nq
-from nnqft_ppl import couplings as c
-from nnqft_ppl import likelihoods as lk
-from nnqft_ppl.diagnostics import compare_forms, heldout_inputs_score
+from nnqft_ppl.inference import likelihoods as lk
+from nnqft_ppl.inference.diagnostics import compare_forms, heldout_inputs_score
+from nnqft_ppl.theory import couplings as c
 
 PAPER_X = np.array([-0.01, -0.006, -0.002, 0.002, 0.006, 0.01])[:, None]
 RELU_X = np.linspace(0.2, 1.2, 6)[:, None]
@@ -24,7 +24,9 @@ def _stats(arch, X, width, n, seed=0):
 @pytest.fixture(scope="module")
 def relu_idata():
     stats = _stats(nq.ReLUNet(), RELU_X, 20, 50_000, seed=3)
-    return nq.infer(stats, cutoff=2.0, num_samples=1000, num_warmup=500, num_chains=4)
+    return nq.infer(
+        stats, cutoff=2.0, method=nq.NUTSSettings(num_samples=1000, num_warmup=500, num_chains=4)
+    )
 
 
 def test_diagnose_table_and_verdict(relu_idata):
@@ -34,7 +36,7 @@ def test_diagnose_table_and_verdict(relu_idata):
     assert "NUTS converged" in d.verdict
     assert "a constant quartic coupling describes" in d.verdict
     assert "lambda = -0.0" in d.verdict
-    assert d.fit["rank"] == 1  # ReLU with sb0 = 0: every kappa_4 is x1 x2 x3 x4 kappa_4(F)
+    assert d.fit.rank == 1  # ReLU with sb0 = 0: every kappa_4 is x1 x2 x3 x4 kappa_4(F)
     assert str(d).endswith(d.verdict)
 
 
@@ -48,7 +50,9 @@ def test_verdict_rejects_a_form_the_oracle_rejects():
         c.Constant(), arch, PAPER_X, nq.exact_cumulant(arch, PAPER_X, 10, 4), data.covariance
     )
     assert oracle.p_value < 1e-6
-    d = nq.diagnose(nq.infer(stats, num_samples=400, num_warmup=300, num_chains=2))
+    d = nq.diagnose(
+        nq.infer(stats, method=nq.NUTSSettings(num_samples=400, num_warmup=300, num_chains=2))
+    )
     assert "CANNOT describe" in d.verdict and "scale factor" in d.verdict
 
 
@@ -56,8 +60,8 @@ def test_verdict_names_terms_consistent_with_zero():
     """Erf-net with few networks: the |y|^2 term is not resolved and the verdict says so."""
     stats = _stats(nq.ErfNet(), PAPER_X, 5, 20_000, seed=5)
     idata = nq.infer(
-        stats, form=c.RadialPolynomial((0, 2)), cutoff=2.0, num_samples=400, num_warmup=300,
-        num_chains=2,
+        stats, form=c.RadialPolynomial((0, 2)), cutoff=2.0,
+        method=nq.NUTSSettings(num_samples=400, num_warmup=300, num_chains=2),
     )  # fmt: skip
     verdict = nq.diagnose(idata).verdict
     assert "consistent with 0" in verdict or "no term is resolved" in verdict
@@ -65,9 +69,13 @@ def test_verdict_names_terms_consistent_with_zero():
 
 def test_field_verdict_reports_both_widths():
     stats = _stats(nq.GaussNet(sb0=1.0), PAPER_X, 10, 20_000, seed=6)
-    idata = nq.infer(stats, likelihood="field", num_samples=300, num_warmup=200, num_chains=2)
-    model = json.loads(idata.attrs["model_sd"])[0]
-    sandwich = json.loads(idata.attrs["sandwich_sd"])[0]
+    idata = nq.infer(
+        stats,
+        likelihood="field",
+        method=nq.NUTSSettings(num_samples=300, num_warmup=200, num_chains=2),
+    )
+    model = float(idata.constant_data["field_model_sd"][0])
+    sandwich = float(idata.constant_data["field_sandwich_sd"][0])
     assert sandwich > 20 * model  # heavy tails
     # the posterior is not the over-confident model width (here the perturbative prior, the
     # coupling at which kappa_4 equals the free G_4, bounds it before the data do)
@@ -113,12 +121,14 @@ def test_compare_forms_field_prefers_radial_where_oracle_says_so():
     arch = nq.ErfNet()
     stats = _stats(arch, PAPER_X, 5, 10**6, seed=8)
     forms = {"constant": c.Constant(), "radial": c.RadialPolynomial((0, 2))}
-    res = compare_forms(stats, forms, likelihood="field", cutoff=2.0, num_samples=500)
+    res = compare_forms(
+        stats, forms, likelihood="field", cutoff=2.0, method=nq.NUTSSettings(num_samples=500)
+    )
     rtol = res.posteriors["radial"].attrs["field_rtol"]
     fs = lk.field_statistics(stats, form=forms["radial"], cutoff=2.0, rtol=rtol)
     k4 = nq.exact_cumulant(arch, PAPER_X, 5, 4).values
     oracle = -np.linalg.solve(fs.gp_covariance, fs.coefficients[4].T @ k4)
-    sd = np.sqrt(np.diag(fs.estimate()["sandwich_covariance"]))
+    sd = np.sqrt(np.diag(fs.estimate().sandwich_covariance))
     assert abs(oracle[1]) > 10 * sd[1]
     assert res.preferred == "radial", str(res)
 
@@ -131,7 +141,7 @@ def test_compare_forms_bad_input(relu_idata):
 
 
 def test_plots(relu_idata, tmp_path):
-    from nnqft_ppl.plotting import plot_posterior, plot_posterior_predictive
+    from nnqft_ppl.zoo.plotting import plot_posterior, plot_posterior_predictive
 
     plot_posterior(relu_idata, tmp_path / "post.png", reference={"lambda": -0.0195})
     plot_posterior_predictive(relu_idata, tmp_path / "ppc.png")

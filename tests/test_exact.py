@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import nnqft_ppl as nq
-from nnqft_ppl.exact import single_neuron_moments
-from nnqft_ppl.multisets import index_multisets
-from nnqft_ppl.neuron_quadrature import input_factor, neuron_rule
+from nnqft_ppl.core.multisets import index_multisets
+from nnqft_ppl.oracle.exact import single_neuron_moments
+from nnqft_ppl.oracle.neuron_quadrature import input_factor, neuron_rule
 
 ARCHS = [
     (nq.GaussNet(sb0=0.5), 1),
@@ -56,7 +56,7 @@ def test_gauss_closed_form_agrees_with_generic_quadrature():
     X = np.array([[-0.3], [0.1], [0.4]])
     closed = single_neuron_moments(arch, X, 6)
     rule = neuron_rule(arch, X)  # Gauss-Hermite path for a non-homogeneous activation
-    from nnqft_ppl.multisets import monomials
+    from nnqft_ppl.core.multisets import monomials
 
     mono = monomials(rule.values, 6)
     for n in (2, 4, 6):
@@ -119,7 +119,7 @@ def test_deep_networks_are_refused_with_a_clear_error(paper_inputs):
 @pytest.mark.parametrize("arch", [nq.GaussNet(), nq.ErfNet(), nq.ReLUNet(sb0=1.0)])
 def test_single_input_moments_match_the_multiset_oracle(arch):
     """The scalar recursion (used up to E[f^12]) agrees with the set-partition sums."""
-    from nnqft_ppl.exact import exact_single_input_moments
+    from nnqft_ppl.oracle.exact import exact_single_input_moments
 
     X = np.array([[0.3], [0.5]])
     m = exact_single_input_moments(arch, X[0], 7, 12)

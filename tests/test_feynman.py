@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 
 import nnqft_ppl as nq
-from nnqft_ppl import feynman as fy
-from nnqft_ppl.exact import exact_cumulants, exact_moments
-from nnqft_ppl.multisets import cumulants_from_moments, index_multisets, moments_from_cumulants
-from nnqft_ppl.vertex import vertex_integral
+from nnqft_ppl.core.multisets import (
+    cumulants_from_moments,
+    gp_moments,
+    index_multisets,
+    moments_from_cumulants,
+    pair_table,
+)
+from nnqft_ppl.oracle.exact import exact_cumulants, exact_moments
+from nnqft_ppl.theory import feynman as fy
+from nnqft_ppl.theory.vertex import vertex_integral
 
 RELU_X = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
 
@@ -78,12 +84,12 @@ def test_spec_kappa6_line_is_a_misprint():
 
 def test_gp_correlator_is_wick():
     K = np.array([[2.0, 0.3], [0.3, 1.0]])
-    G4 = fy.gp_correlator(K, 4)
+    G4 = gp_moments(K, 4)[4]
     rank = {tuple(t): i for i, t in enumerate(index_multisets(2, 4))}
     assert G4[rank[(0, 0, 0, 0)]] == pytest.approx(3 * 4.0)
     assert G4[rank[(0, 0, 1, 1)]] == pytest.approx(2.0 * 1.0 + 2 * 0.3**2)
     assert G4[rank[(0, 0, 0, 1)]] == pytest.approx(3 * 2.0 * 0.3)
-    G6 = fy.gp_correlator(K, 6)
+    G6 = gp_moments(K, 6)[6]
     assert G6[0] == pytest.approx(15 * 8.0)
 
 
@@ -142,9 +148,9 @@ def test_eft_correlators_add_the_gp_part():
     G = fy.eft_correlators(arch, RELU_X[:4], quartic=-0.01, cutoff=1.0)
     k = fy.eft_cumulants(arch, RELU_X[:4], quartic=-0.01, cutoff=1.0)
     K = nq.kernel(arch, RELU_X[:4])
-    full = moments_from_cumulants({2: fy.pair_values(K, 4), 4: k[4].values, 6: k[6].values}, 4, 6)
+    full = moments_from_cumulants({2: pair_table(K), 4: k[4].values, 6: k[6].values}, 4, 6)
     np.testing.assert_allclose(G[6].values, full[6], rtol=1e-13)
-    np.testing.assert_allclose(G[4].values, fy.gp_correlator(K, 4) + k[4].values, rtol=1e-13)
+    np.testing.assert_allclose(G[4].values, gp_moments(K, 4)[4] + k[4].values, rtol=1e-13)
     assert set(G) == {2, 4, 6}
 
 

@@ -1,10 +1,11 @@
 """GP kernels: SPEC section 1 closed forms, the deep recursion, and Monte Carlo."""
 
+import jax
 import numpy as np
 import pytest
 
 import nnqft_ppl as nq
-from nnqft_ppl.activations import Activation, get_activation
+from nnqft_ppl.networks.activations import Activation, get_activation
 
 
 def _spec_kernel(name, X, sw0=1.0, sb0=1.0, sw1=1.0, sb1=1.0):
@@ -49,8 +50,10 @@ def test_gauss_hermite_default_agrees_with_closed_form(name):
     smooth closed forms. (It is not meant for kinks: ReLU has its own closed form.)"""
     act = get_activation(name)
     c11, c22, c12 = np.array([0.7, 1.9]), np.array([1.1, 0.4]), np.array([0.3, -0.5])
-    generic = Activation.gaussian_product(act, c11, c22, c12)
-    np.testing.assert_allclose(generic, act.gaussian_product(c11, c22, c12), rtol=1e-10)
+    with jax.enable_x64(True):  # building blocks compute in the caller's precision
+        generic = Activation.gaussian_product(act, c11, c22, c12)
+        closed = act.gaussian_product(c11, c22, c12)
+    np.testing.assert_allclose(generic, closed, rtol=1e-10)
 
 
 def test_depth_one_mlp_is_the_single_layer_net():

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnqft_ppl.multisets import (
+from nnqft_ppl.core.multisets import (
     cumulants_from_moments,
     even_partitions,
     index_multisets,

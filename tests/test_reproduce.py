@@ -1,16 +1,14 @@
 """A tiny-scale reproduce: report pages and figures, resumption after an interruption, rebuild,
 and one-line errors for folders that cannot be written."""
 
-import json
-
 import pytest
 from typer.testing import CliRunner
 
-import nnqft_ppl.zoo as rp
+import nnqft_ppl.zoo.runner as rp
 from nnqft_ppl.cli import app
-from nnqft_ppl.zoo import MODELS_DIR, reproduce
+from nnqft_ppl.zoo.runner import reproduce
 
-SPECS = [MODELS_DIR / "falloff_relu.toml", MODELS_DIR / "rg_gauss.toml"]
+SPECS = ["falloff_relu", "rg_gauss"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +27,7 @@ def interrupted_then_resumed(tmp_path_factory):
     rp.run_study = interrupting
     try:
         with pytest.raises(KeyboardInterrupt):
-            reproduce(out, "test", paths=SPECS, log=lambda *a: None)
+            reproduce(out, "test", specs=SPECS, log=lambda *a: None)
     finally:
         rp.run_study = real
     first = list(calls)
@@ -41,7 +39,7 @@ def interrupted_then_resumed(tmp_path_factory):
 
     rp.run_study = counting
     try:
-        records = reproduce(out, "test", paths=SPECS, log=lambda *a: None)
+        records = reproduce(out, "test", specs=SPECS, log=lambda *a: None)
     finally:
         rp.run_study = real
     return out, first, stored, calls[len(first) :], records
@@ -52,7 +50,7 @@ def test_interrupted_run_resumes_without_recomputing(interrupted_then_resumed):
     assert first == ["falloff_relu", "rg_gauss"]
     assert stored == ["falloff_relu.zarr"]  # the finished spec survived the interruption
     assert second == ["rg_gauss"]  # ... and was not recomputed
-    assert [r["skipped"] for r in records] == [True, False]
+    assert [r.skipped for r in records] == [True, False]
 
 
 def test_report_pages_and_figures(interrupted_then_resumed):
@@ -64,8 +62,9 @@ def test_report_pages_and_figures(interrupted_then_resumed):
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figures == ["falloff_relu_falloff.png", "rg_gauss_rg.png"]
     assert (out / "tables" / "falloff_relu_falloff.csv").exists()
-    claims = json.loads(rp.load_result(out / "results" / "rg_gauss.zarr").attrs["claims"])
-    assert claims[0]["key"] == "rg_stops_d1" and claims[0]["passed"]
+    result = rp.load_result(out / "results" / "rg_gauss.zarr")
+    assert result.claims[0].key == "rg_stops_d1" and result.claims[0].passed
+    assert result.spec_file == "models/rg_gauss.toml"  # named relative to the zoo
 
 
 def test_report_command_rebuilds_from_stored_results(interrupted_then_resumed):
@@ -93,4 +92,4 @@ def test_report_of_empty_folder_is_one_line(tmp_path):
 
 def test_unknown_scale_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["reproduce", "--out", str(tmp_path), "--scale", "huge"])
-    assert result.exit_code == 2 and "--scale 'huge' is not allowed" in result.output
+    assert result.exit_code == 2 and "--scale: 'huge' is not allowed" in result.output

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 import nnqft_ppl as nq
 from nnqft_ppl.cli import app
-from nnqft_ppl.exact import exact_cumulant
+from nnqft_ppl.oracle.exact import exact_cumulant
 
 PAPER_X = np.array([-0.01, -0.006, -0.002, 0.002, 0.006, 0.01])
 RELU_X = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
@@ -42,7 +42,7 @@ def test_gauss_net_flow_stops_at_the_all_space_value():
 
 def test_relu_with_bias_has_no_analytic_exponent_and_errors_propagate():
     arch = nq.ReLUNet(sb0=1.0, sb1=1.0)
-    from nnqft_ppl.exact import exact_covariance
+    from nnqft_ppl.oracle.exact import exact_covariance
 
     cov = exact_covariance(arch, RELU_X, 20, 4) / 1e6
     flow = nq.rg_flow(
@@ -59,7 +59,7 @@ def test_bad_cutoffs(bad):
 
 
 def test_figures(tmp_path):
-    from nnqft_ppl.plotting import plot_correlator_comparison, plot_rg_flow
+    from nnqft_ppl.zoo.plotting import plot_correlator_comparison, plot_rg_flow
 
     arch = nq.ReLUNet()
     k4 = exact_cumulant(arch, RELU_X, 20, 4)

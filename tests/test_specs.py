@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 import nnqft_ppl as nq
-from nnqft_ppl.zoo import ZOO, zoo_paths
+from nnqft_ppl.zoo.runner import zoo_paths
+from nnqft_ppl.zoo.specs import ZOO
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 GOOD = """
@@ -48,7 +49,7 @@ def test_spec_yields_numpyro_model():
     stats = nq.correlators(
         arch, spec.inputs_for(arch), 20, 2000, max_order=4, n_batches=20, check_errors=False
     )
-    model, kwargs = spec.numpyro_model(stats)
+    model, kwargs = nq.spec_model(spec, stats)
     assert callable(model) and list(kwargs["data"].names) == ["lambda"]
     assert np.isfinite(kwargs["data"].observed).all()
 

@@ -6,8 +6,9 @@ from scipy import integrate
 from scipy.special import erf
 
 import nnqft_ppl as nq
-from nnqft_ppl.multisets import index_multisets
-from nnqft_ppl.vertex import interaction_propagator, vertex_integral, vertex_rule
+from nnqft_ppl.core.multisets import index_multisets
+from nnqft_ppl.networks.kernels import interaction_kernel
+from nnqft_ppl.theory.vertex import vertex_integral, vertex_rule
 
 RTOL = 1e-8
 
@@ -96,7 +97,7 @@ def test_relu_d2_against_polar_quad():
 
     def integrand(theta, t):
         u = np.array([[np.cos(theta), np.sin(theta)]])
-        k = np.asarray(interaction_propagator(arch, X[t], u))[:, 0]  # degree-1 homogeneous
+        k = interaction_kernel(arch, X[t], u)[:, 0]  # degree-1 homogeneous
         R = L / max(abs(u[0, 0]), abs(u[0, 1]))
         return np.prod(k) * R**6 / 6  # int_0^R r^4 r dr
 

@@ -1,254 +1,335 @@
-"""``nnqft sample`` and ``nnqft correlate`` (registered in :mod:`nnqft_ppl.cli`).
+"""``nnqft sample`` and ``nnqft correlate``: ensembles into stores that no failure can poison.
 
-Both are resumable: ``sample`` streams outputs into a zarr array and records how many networks
-are complete; ``correlate`` checkpoints its per-batch sums atomically while it runs, and a
-rerun with the same settings continues from the last checkpoint (or skips a finished width).
+Every option is validated before anything is written. A store's settings are written together
+with its first finished chunk (never before), work is saved as it goes (``sample``: each chunk;
+``correlate``: an atomic checkpoint every 20 s), and a rerun of the same command continues where
+it stopped (after Ctrl-C or ``kill -9``) with numbers identical to an uninterrupted run. A
+larger ``--n-networks`` extends a finished store: networks n..m come from the same
+counter-based streams, with the same batch size, so the result equals one run of m networks.
+A store holding a different ensemble is refused unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from .options import (
-    ACTIVATION,
-    ARCH,
-    D_IN,
-    DEPTH,
-    INPUTS,
-    SB0,
-    SB1,
-    SW0,
-    SW1,
-    build_architecture,
-    parse_inputs,
-    parse_widths,
-)
+from .options import check_store_path, command, fail, parse_widths, with_architecture
+
+__all__ = ["register"]
 
 CHECKPOINT_SECONDS = 20.0
 
+_OVERWRITE = typer.Option(
+    False, "--overwrite", help="Replace a store that holds a different ensemble."
+)
+_DTYPE = typer.Option("float64", "--dtype", help="float64 or float32 forward pass.")
+_SEED = typer.Option(0, "--seed", help="Root seed (network a always gets the same parameters).")
 
-def _check_out(out: Path) -> Path:
-    from nnqft_ppl.checks import check_output_path
 
-    if out.suffix not in (".zarr", ".nc"):
-        raise typer.BadParameter(
-            f"output must end in .zarr or .nc, got {str(out)!r}", param_hint="--out"
-        )
+def _ensemble(net, X, width, n_networks, seed, max_order=2, n_batches=1000, dtype="float64"):
+    """The :class:`~nnqft_ppl.ensembles.description.Ensemble`, each error naming its option."""
+    from ..ensembles.description import Ensemble
+
+    options = {
+        "width": "--width",
+        "n_networks": "--n-networks",
+        "seed": "--seed",
+        "max_order": "--max-order",
+        "n_batches": "--n-batches",
+        "dtype": "--dtype",
+    }
     try:
-        return check_output_path(out)
+        return Ensemble(net, X, width, n_networks, seed, max_order, n_batches, dtype=dtype)
     except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--out") from None
+        text = str(err)
+        option = next((o for name, o in options.items() if text.startswith(name)), None)
+        fail(text, option)
 
 
-def _check_count(n_networks: int) -> int:
-    if n_networks < 2:
-        raise typer.BadParameter(
-            f"need at least 2 networks, got {n_networks}", param_hint="--n-networks"
-        )
-    return n_networks
+def _clear(out: Path) -> None:
+    if out.is_dir():
+        shutil.rmtree(out)
+    elif out.exists():
+        out.unlink()
 
 
+# --------------------------------------------------------------------------- sample
+@command
+@with_architecture
 def sample(
-    arch: str = ARCH,
-    depth: int = DEPTH,
-    activation: str = ACTIVATION,
-    d_in: int = D_IN,
-    sw0: float = SW0,
-    sb0: float = SB0,
-    sw1: float = SW1,
-    sb1: float = SB1,
-    inputs: str = INPUTS,
+    net,
+    X,
     width: int = typer.Option(10, "--width", help="Hidden width N."),
     n_networks: int = typer.Option(10_000, "--n-networks", help="Number of networks."),
-    seed: int = typer.Option(
-        0, "--seed", help="Root seed (network a always gets the same parameters)."
-    ),
-    dtype: str = typer.Option("float64", "--dtype", help="float64 or float32 forward pass."),
+    seed: int = _SEED,
+    dtype: str = _DTYPE,
     out: Path = typer.Option(
-        ..., "--out", help="Output store: .zarr (streamed, resumable) or .nc (written at the end)."
+        ..., "--out", help="Output store: .zarr (streamed, resumable, extendable) or .nc."
     ),
+    overwrite: bool = _OVERWRITE,
 ):
     """Sample network outputs f(x) of an ensemble and store them (dims network, input)."""
-    from nnqft_ppl.checks import check_width
-
-    net = build_architecture(arch, d_in, sw0, sb0, sw1, sb1, depth, activation)
-    X = parse_inputs(inputs, net, d_in)
-    n_networks = _check_count(n_networks)
-    try:
-        check_width(width)
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--width") from None
-    out = _check_out(out)
-    settings = {
-        "architecture": net.to_dict(),
-        "width": width,
-        "seed": seed,
-        "n_networks": n_networks,
-        "dtype": dtype,
-        "inputs": X.tolist(),
-    }
+    ensemble = _ensemble(net, X, width, n_networks, seed, dtype=dtype)
+    if ensemble.n_networks < 2:
+        fail(f"need at least 2 networks, got {n_networks}", "--n-networks")
+    out = check_store_path(out)
+    if overwrite:
+        _clear(out)
     if out.suffix == ".zarr":
-        done = _sample_to_zarr(net, X, settings, out)
+        done = _sample_to_zarr(ensemble, out)
     else:
-        done = _sample_to_netcdf(net, X, settings, out)
-    typer.echo(f"{done} networks of {net.name} N={width} in {out}")
+        if out.exists():
+            fail(f"{out} exists; give --overwrite to replace it", "--out")
+        done = _sample_to_netcdf(ensemble, out)
+    typer.echo(f"{done} networks of {ensemble.label} in {out}")
 
 
-def _sample_to_zarr(net, X, settings: dict, out: Path) -> int:
-    """Stream chunks into ``out/f``; ``attrs['n_complete']`` marks finished networks."""
+def _store_attrs(ensemble) -> dict:
+    """Self-describing store attributes: the ensemble's fields, the architecture flattened."""
+    d = ensemble.to_dict()
+    arch = d.pop("arch")
+    d.pop("X")
+    return {f"architecture_{k}": v for k, v in arch.items()} | d
+
+
+def _stored_ensemble(attrs: dict, inputs: np.ndarray):
+    from ..ensembles.description import Ensemble
+    from ..networks.architectures import architecture_from_dict
+
+    arch = {
+        k.removeprefix("architecture_"): v
+        for k, v in attrs.items()
+        if k.startswith("architecture_")
+    }
+    fields = ("width", "n_networks", "seed", "max_order", "n_batches", "batch_size", "dtype")
+    return Ensemble(architecture_from_dict(arch), inputs, **{k: attrs[k] for k in fields})
+
+
+def _sample_to_zarr(ensemble, out: Path) -> int:
+    """Stream chunks into ``out/f``; ``attrs['n_complete']`` counts the finished networks."""
     import zarr
 
-    from nnqft_ppl.ensemble import iter_output_chunks
-    from nnqft_ppl.progress import progress_bar
+    from ..core.progress import progress_bar
+    from ..ensembles.sampler import iter_output_chunks
 
-    n, P = settings["n_networks"], X.shape[0]
+    n, P = ensemble.n_networks, ensemble.n_inputs
+    start, group = 0, None
     if out.exists():
-        group = zarr.open_group(out, mode="a")
-        if group.attrs.get("settings") != settings:
-            raise typer.BadParameter(
-                f"{out} holds a different ensemble; choose another --out or delete it",
-                param_hint="--out",
+        try:
+            group = zarr.open_group(out, mode="a")
+            old = _stored_ensemble(dict(group.attrs), group["inputs"][:])
+            start = int(group.attrs["n_complete"])
+        except (KeyError, ValueError, TypeError, FileNotFoundError):
+            fail(
+                f"{out} is not an output store of `nnqft sample`; choose another --out or "
+                "give --overwrite",
+                "--out",
             )
-        start = int(group.attrs["n_complete"])
-    else:
-        group = zarr.open_group(out, mode="w")
-        group.attrs.update({"settings": settings, "n_complete": 0})
-        group.create_array("inputs", data=X, dimension_names=("input", "dim"))
-        group.create_array(
-            "f",
-            shape=(n, P),
-            dtype="float64",
-            chunks=(min(n, 65536), P),
-            dimension_names=("network", "input"),
-        )
-        start = 0
-    f_array = group["f"]
-    chunks = iter_output_chunks(
-        net, X, settings["width"], n, settings["seed"], start, dtype=settings["dtype"]
-    )
-    with progress_bar(n - start, f"sampling {net.name}") as advance:
+        if not old.same_networks(ensemble):
+            fail(
+                f"{out} holds a different ensemble ({old.label}, seed {old.seed}); choose "
+                "another --out or give --overwrite",
+                "--out",
+            )
+        if n < start:
+            fail(
+                f"{out} already holds {start} networks, more than --n-networks {n}", "--n-networks"
+            )
+        if n > group["f"].shape[0]:  # extend: same streams, more networks
+            group["f"].resize((n, P))
+        group.attrs.update(_store_attrs(ensemble) | {"n_complete": start})
+    chunks = iter_output_chunks(ensemble, start=start)
+    with progress_bar(n - start, f"sampling {ensemble.label}") as advance:
         for lo, f in chunks:
-            f_array[lo : lo + len(f)] = f
+            if group is None:  # settings are written only together with the first chunk
+                group = _new_sample_store(ensemble, out, f)
+            else:
+                group["f"][lo : lo + len(f)] = f
             group.attrs["n_complete"] = lo + len(f)  # only after the data are written
             advance(len(f))
     return n
 
 
-def _sample_to_netcdf(net, X, settings: dict, out: Path) -> int:
-    import json
+def _new_sample_store(ensemble, out: Path, first: np.ndarray):
+    """Create the store atomically with its first chunk of outputs already in it."""
+    import os
+    import uuid
 
+    import zarr
+
+    n, P = ensemble.n_networks, ensemble.n_inputs
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+    group = zarr.open_group(tmp, mode="w")
+    group.create_array("inputs", data=ensemble.X, dimension_names=("input", "dim"))
+    f = group.create_array(
+        "f",
+        shape=(n, P),
+        dtype="float64",
+        chunks=(min(n, 65536), P),
+        fill_value=np.nan,
+        dimension_names=("network", "input"),
+    )
+    f[: len(first)] = first
+    group.attrs.update(_store_attrs(ensemble) | {"n_complete": len(first)})
+    os.replace(tmp, out)
+    return zarr.open_group(out, mode="a")
+
+
+def _sample_to_netcdf(ensemble, out: Path) -> int:
     import xarray as xr
 
-    from nnqft_ppl.ensemble import sample_outputs
-    from nnqft_ppl.storage import write_store
+    from ..core.storage import write_store
+    from ..ensembles.sampler import sample_outputs
 
-    f = sample_outputs(
-        net, X, settings["width"], settings["n_networks"], settings["seed"], dtype=settings["dtype"]
-    )
+    e = ensemble
+    f = sample_outputs(e.arch, e.X, e.width, e.n_networks, e.seed, dtype=e.dtype)
     ds = xr.Dataset(
-        {"f": (("network", "input"), f), "inputs": (("input", "dim"), X)},
-        attrs={"settings": json.dumps(settings)},
+        {"f": (("network", "input"), f), "inputs": (("input", "dim"), e.X)},
+        attrs=_store_attrs(e) | {"n_complete": e.n_networks},
     )
     write_store(ds, out)
     return len(f)
 
 
+# --------------------------------------------------------------------------- correlate
+@command
+@with_architecture
 def correlate(
-    arch: str = ARCH,
-    depth: int = DEPTH,
-    activation: str = ACTIVATION,
-    d_in: int = D_IN,
-    sw0: float = SW0,
-    sb0: float = SB0,
-    sw1: float = SW1,
-    sb1: float = SB1,
-    inputs: str = INPUTS,
+    net,
+    X,
     width: list[int] = typer.Option([10], "--width", help="Hidden width N (repeat for several)."),
     n_networks: int = typer.Option(100_000, "--n-networks", help="Networks per width."),
-    seed: int = typer.Option(0, "--seed", help="Root seed."),
+    seed: int = _SEED,
     max_order: int = typer.Option(4, "--max-order", help="Highest even order (2..8)."),
     n_batches: int = typer.Option(1000, "--n-batches", help="Jackknife batches."),
-    dtype: str = typer.Option("float64", "--dtype", help="float64 or float32 forward pass."),
+    dtype: str = _DTYPE,
     out: Path = typer.Option(
         ...,
         "--out",
         help="Store (.zarr or .nc); with several widths one store per width, named STEM-N<width>.",
     ),
+    overwrite: bool = _OVERWRITE,
+    scheduler: str = typer.Option(
+        None, "--scheduler", help="Address of a running Dask scheduler to sample on."
+    ),
+    workers: int = typer.Option(
+        0, "--workers", help="Sample on a local Dask cluster of this many worker processes."
+    ),
 ):
     """Measure moments and connected correlators of ensembles (streamed, checkpointed)."""
-    net = build_architecture(arch, d_in, sw0, sb0, sw1, sb1, depth, activation)
-    X = parse_inputs(inputs, net, d_in)
     widths = parse_widths(width)
-    n_networks = _check_count(n_networks)
-    if max_order % 2 or not 2 <= max_order <= 8:
-        raise typer.BadParameter(
-            f"max order must be even, 2..8; got {max_order}", param_hint="--max-order"
-        )
-    out = _check_out(out)
-    for w in widths:
-        path = out if len(widths) == 1 else out.with_name(f"{out.stem}-N{w}{out.suffix}")
-        stats = _correlate_one(net, X, w, n_networks, seed, max_order, n_batches, dtype, path)
-        dev = stats.deviation(max_order)
-        typer.echo(
-            f"N={w}: {stats.n_networks} networks -> {path}  "
-            f"m_{max_order} = {float(dev['m']):.3g} (background "
-            f"{float(dev['background']):.2g})"
-        )
-
-
-def _correlate_one(net, X, width, n_networks, seed, max_order, n_batches, dtype, path: Path):
-    """One width: resume from ``path`` if it holds a checkpoint of the same ensemble."""
-    import nnqft_ppl as nq
-    from nnqft_ppl.ensemble import accumulate_moments
-
-    resume = None
-    if path.exists():
-        old = nq.CorrelatorStats.load(path)
-        same = (
-            old.arch == net
-            and old.width == width
-            and old.seed == seed
-            and old.sums.n_networks == n_networks
-            and old.max_order == max_order
-            and np.array_equal(old.X, X)
-            and old.dtype == dtype
-        )
-        if not same:
-            raise typer.BadParameter(
-                f"{path} holds a different ensemble; choose another --out", param_hint="--out"
+    ensembles = [
+        _ensemble(net, X, w, n_networks, seed, max_order, n_batches, dtype) for w in widths
+    ]
+    if n_networks < 2:
+        fail(f"need at least 2 networks, got {n_networks}", "--n-networks")
+    if workers < 0:
+        fail(f"must be >= 0, got {workers}", "--workers")
+    out = check_store_path(out)
+    paths = [
+        out if len(widths) == 1 else out.with_name(f"{out.stem}-N{w}{out.suffix}") for w in widths
+    ]
+    plans = [_plan(e, p, overwrite) for e, p in zip(ensembles, paths, strict=True)]
+    with _dask_client(scheduler, workers) as client:
+        for (ensemble, resume), path in zip(plans, paths, strict=True):
+            stats = _correlate_one(ensemble, resume, path, client)
+            dev = stats.deviation(ensemble.max_order)
+            typer.echo(
+                f"N={ensemble.width}: {stats.n_networks} networks -> {path}  "
+                f"m_{ensemble.max_order} = {float(dev['m']):.3g} (background "
+                f"{float(dev['background']):.2g})"
             )
-        if old.n_networks == n_networks:
-            typer.echo(f"N={width}: already complete in {path}")
-            return old
-        resume = old.sums
-    last = [time.monotonic()]
 
-    def checkpoint(snapshot):
-        if time.monotonic() - last[0] > CHECKPOINT_SECONDS:
-            nq.CorrelatorStats(net, X, width, seed, snapshot(), dtype).save(path)
-            last[0] = time.monotonic()
 
+def _plan(ensemble, path: Path, overwrite: bool):
+    """``(ensemble, resume)``: what to accumulate into ``path`` and the sums to start from."""
+    from ..ensembles.correlators import CorrelatorStats
+
+    if not path.exists():
+        return ensemble, None
+    if overwrite:
+        _clear(path)
+        return ensemble, None
     try:
-        sums = accumulate_moments(
-            net,
-            X,
-            width,
-            n_networks,
-            seed,
-            max_order,
-            n_batches,
-            dtype=dtype,
-            resume=resume,
-            progress=True,
-            on_chunk=checkpoint,
+        old = CorrelatorStats.load(path)
+    except (ValueError, KeyError, OSError):
+        fail(
+            f"{path} is not a correlator store (written by `nnqft correlate`); choose another "
+            "--out or give --overwrite",
+            "--out",
         )
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-    stats = nq.CorrelatorStats(net, X, width, seed, sums, dtype)
+    if not old.ensemble.same_networks(ensemble):
+        fail(
+            f"{path} holds a different ensemble ({old.ensemble.label}, seed {old.seed}, "
+            f"max order {old.max_order}); choose another --out or give --overwrite",
+            "--out",
+        )
+    if ensemble.n_networks < old.n_networks:
+        fail(
+            f"{path} already holds {old.n_networks} networks, more than --n-networks "
+            f"{ensemble.n_networks}",
+            "--n-networks",
+        )
+    # same networks: resume or extend with the stored batch size (identical to one run)
+    target = old.ensemble.extended(ensemble.n_networks)
+    return target, old.sums.extended(ensemble.n_networks)
+
+
+class _dask_client:
+    """Context manager: a Dask client on ``scheduler``, a LocalCluster of ``workers``, or None."""
+
+    def __init__(self, scheduler: str | None, workers: int):
+        self.scheduler, self.workers, self.client = scheduler, workers, None
+
+    def __enter__(self):
+        if self.scheduler or self.workers:
+            from dask.distributed import Client, LocalCluster
+
+            if self.scheduler:
+                self.client = Client(self.scheduler)
+            else:
+                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1)
+                self.client = Client(cluster)
+        return self.client
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            cluster = self.client.cluster if self.scheduler is None else None
+            self.client.close()
+            if cluster is not None:
+                cluster.close()
+        return False
+
+
+def _correlate_one(ensemble, resume, path: Path, client):
+    """One width: accumulate (resuming from ``resume``), checkpointing atomically to ``path``."""
+    from ..ensembles.correlators import CorrelatorStats
+    from ..ensembles.distributed import distributed_moments
+    from ..ensembles.sampler import accumulate_moments
+
+    if resume is not None and resume.n_accumulated == ensemble.n_networks:
+        typer.echo(f"N={ensemble.width}: already complete in {path}")
+        return CorrelatorStats(ensemble, resume)
+    if client is not None:
+        start = 0 if resume is None else resume.n_accumulated
+        sums = distributed_moments(client, ensemble, start=start)
+        if resume is not None:
+            sums = sums.merge(resume)
+    else:
+        last = [time.monotonic()]
+
+        def checkpoint(snapshot):
+            if time.monotonic() - last[0] > CHECKPOINT_SECONDS:
+                CorrelatorStats(ensemble, snapshot()).save(path)
+                last[0] = time.monotonic()
+
+        sums = accumulate_moments(ensemble, resume=resume, progress=True, on_chunk=checkpoint)
+    stats = CorrelatorStats(ensemble, sums)
     stats.save(path)
     return stats
 

@@ -1,0 +1,20 @@
+"""Layer 4, ensembles: the ensemble description, the streaming counter-based sampler, the
+correlator statistics with honest errors, and Dask distribution."""
+
+from .correlators import BatchErrorWarning, CorrelatorStats, correlators, monte_carlo_kernel
+from .description import Ensemble
+from .distributed import distributed_moments
+from .sampler import MomentSums, accumulate_moments, iter_output_chunks, sample_outputs
+
+__all__ = [
+    "BatchErrorWarning",
+    "CorrelatorStats",
+    "correlators",
+    "monte_carlo_kernel",
+    "Ensemble",
+    "distributed_moments",
+    "MomentSums",
+    "accumulate_moments",
+    "iter_output_chunks",
+    "sample_outputs",
+]

@@ -1,0 +1,379 @@
+"""Measured correlators of an ensemble, with honest error bars (docs/physics.md §2).
+
+Estimators (the mean of f vanishes exactly by the f -> -f symmetry, so raw moments are used):
+
+* ``G_n``: sample mean of ``f_i1 ... f_in`` over networks (unbiased).
+* ``kappa_n``: the plug-in moment-cumulant formula on the sample moments (even blocks only);
+  its bias is O(1/n_networks), far below its standard error.
+* errors: delete-one-batch jackknife over the contiguous batches of
+  :class:`~nnqft_ppl.ensembles.sampler.MomentSums` (valid for any smooth function of the
+  moments), giving standard errors and the full covariance between entries. For
+  single-hidden-layer nets the exact sampling covariance of ``kappa_4`` (from exact 8-pt
+  moments) is available too; :meth:`CorrelatorStats.error_ratio` compares the two and
+  :func:`correlators` warns when batch errors cannot be trusted (heavy tails: Gauss-net with
+  sb0 = 1).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..core.multisets import cumulants_from_moments, gp_moments, index_multisets
+from ..core.precision import float64
+from ..core.storage import open_store, write_store
+from ..core.tuples import tuple_array, tuple_covariance
+from ..core.validation import check_choice, check_order
+from ..networks.architectures import MLP, architecture_from_dict
+from ..networks.kernels import kernel
+from ..oracle.exact import exact_covariance
+from .description import Ensemble
+from .sampler import MomentSums, accumulate_moments, output_degrees
+
+__all__ = ["CorrelatorStats", "correlators", "monte_carlo_kernel", "BatchErrorWarning"]
+
+#: Batch (jackknife) errors of kappa_4 below this fraction of the exact ones trigger a warning.
+TRUSTED_ERROR_RATIO = 0.7
+_JACKKNIFE_BLOCK = 64  # leave-one-out estimates evaluated this many at a time (memory)
+KINDS = ("cumulant", "moment")
+METHODS = ("jackknife", "exact")
+
+
+class BatchErrorWarning(UserWarning):
+    """Jackknife (batch) errors disagree with the exact sampling errors."""
+
+
+@dataclass
+class CorrelatorStats:
+    """Moments, connected correlators and their errors for one ensemble.
+
+    Built by :func:`correlators`; every method returns xarray objects over ``tuple`` (index
+    multisets in :func:`~nnqft_ppl.core.multisets.index_multisets` order, labels
+    ``"i,j,k,l"``).
+
+    Attributes:
+        ensemble: the :class:`~nnqft_ppl.ensembles.description.Ensemble` measured.
+        sums: its per-batch monomial sums (possibly of the first networks only).
+    """
+
+    ensemble: Ensemble
+    sums: MomentSums = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ----------------------------------------------------------------- basics
+    arch = property(lambda self: self.ensemble.arch, doc="The architecture.")
+    X = property(lambda self: self.ensemble.X, doc="Inputs ``(P, d_in)``.")
+    width = property(lambda self: self.ensemble.width, doc="Hidden width N.")
+    seed = property(lambda self: self.ensemble.seed, doc="Root seed.")
+    n_inputs = property(lambda self: self.ensemble.n_inputs, doc="P.")
+    max_order = property(lambda self: self.ensemble.max_order, doc="Highest accumulated order.")
+
+    @property
+    def n_networks(self) -> int:
+        """Networks accumulated."""
+        return self.sums.n_accumulated
+
+    def _check(self, order: int) -> int:
+        order = check_order(order)
+        if order > self.max_order:
+            raise ValueError(
+                f"order {order} was not accumulated (max_order={self.max_order}); "
+                f"sample again with max_order >= {order}"
+            )
+        return order
+
+    def _wrap(self, values, order: int, name: str, **attrs) -> xr.DataArray:
+        return tuple_array(
+            values,
+            self.n_inputs,
+            order,
+            name,
+            width=self.width,
+            n_networks=self.n_networks,
+            **attrs,
+        )
+
+    def _moment_tables(self) -> dict:
+        """Sample moments ``{n: (M_n,)}`` of all accumulated orders."""
+        n = self.n_networks
+        return {k: s.sum(axis=0) / n for k, s in self.sums.sums.items()}
+
+    def _cumulant_tables(self) -> dict:
+        if "cumulants" not in self._cache:
+            self._cache["cumulants"] = cumulants_from_moments(
+                self._moment_tables(), self.n_inputs, self.max_order
+            )
+        return self._cache["cumulants"]
+
+    # ----------------------------------------------------------------- estimates
+    def moment(self, order: int) -> xr.DataArray:
+        """Sample ``G_n = E[f_i1 ... f_in]`` on unique multisets."""
+        order = self._check(order)
+        return self._wrap(self._moment_tables()[order], order, f"G_{order}")
+
+    def cumulant(self, order: int) -> xr.DataArray:
+        """Plug-in connected correlator ``kappa_n`` (``kappa_2`` is the 2-pt function)."""
+        order = self._check(order)
+        return self._wrap(
+            self._cumulant_tables()[order],
+            order,
+            f"kappa_{order}",
+            estimator="plug-in, known zero mean",
+        )
+
+    def gp_moment(self, order: int) -> xr.DataArray:
+        """GP (Wick) prediction ``sum over pairings of K K ...`` with the exact kernel."""
+        order = check_order(order)
+        G = gp_moments(kernel(self.arch, self.X), order)[order]
+        return self._wrap(G, order, f"G_{order}_GP")
+
+    # ----------------------------------------------------------------- errors
+    def _jackknife(self, kind: str, order: int) -> np.ndarray:
+        """Leave-one-batch-out estimates ``(n_batches, M_order)`` of moments or cumulants."""
+        key = ("jack", kind, order)
+        if key in self._cache:
+            return self._cache[key]
+        total = {k: s.sum(axis=0) for k, s in self.sums.sums.items()}
+        n_left = self.n_networks - self.sums.counts
+        if np.any(n_left <= 0):
+            raise ValueError("the jackknife needs at least two non-empty batches")
+        blocks = []
+        for lo in range(0, self.sums.n_batches, _JACKKNIFE_BLOCK):
+            sl = slice(lo, lo + _JACKKNIFE_BLOCK)
+            loo = {k: (total[k] - s[sl]) / n_left[sl, None] for k, s in self.sums.sums.items()}
+            if kind == "moment":
+                blocks.append(loo[order])
+            else:
+                blocks.append(cumulants_from_moments(loo, self.n_inputs, order)[order])
+        self._cache[key] = np.concatenate(blocks, axis=0)
+        return self._cache[key]
+
+    def _jackknife_covariance(self, kind: str, order: int) -> np.ndarray:
+        est = self._jackknife(kind, order)
+        B = est.shape[0]
+        dev = est - est.mean(axis=0)
+        return (B - 1) / B * dev.T @ dev
+
+    def covariance(self, order: int, kind: str = "cumulant", method: str = "jackknife"):
+        """Covariance of the estimates of all entries: xarray ``(tuple, tuple_)``.
+
+        Args:
+            order: even order.
+            kind: ``"cumulant"`` (kappa_n) or ``"moment"`` (G_n).
+            method: ``"jackknife"`` (delete-one-batch) or ``"exact"`` (kappa_4 of
+                single-hidden-layer nets: exact sampling covariance / n_networks).
+        """
+        order = self._check(order)
+        check_choice(kind, KINDS, "kind")
+        check_choice(method, METHODS, "method")
+        if method == "jackknife":
+            cov = self._jackknife_covariance(kind, order)
+        else:
+            if kind != "cumulant" or order != 4:
+                raise ValueError("method='exact' is available for the kappa_4 estimator only")
+            cov = self._exact_kappa4_covariance()
+        return tuple_covariance(cov, self.n_inputs, order, f"cov_{kind}_{order}", method=method)
+
+    def _exact_kappa4_covariance(self) -> np.ndarray:
+        if "exact_cov" not in self._cache:
+            per_network = exact_covariance(self.arch, self.X, self.width, 4).values
+            self._cache["exact_cov"] = per_network / self.n_networks
+        return self._cache["exact_cov"]
+
+    def stderr(self, order: int, kind: str = "cumulant", method: str = "jackknife"):
+        """Standard errors of every entry (sqrt of the covariance diagonal)."""
+        cov = self.covariance(order, kind, method)
+        se = np.sqrt(np.clip(np.diagonal(cov.values), 0, None))
+        name = ("kappa" if kind == "cumulant" else "G") + f"_{order}_stderr"
+        return self._wrap(se, order, name, method=method)
+
+    def error_ratio(self) -> xr.DataArray:
+        """Jackknife over exact standard errors of kappa_4, per entry (single hidden layer).
+
+        Near 1 for light-tailed ensembles; well below 1 means the batches have not sampled
+        the tails that dominate the 8-pt moments, and batch errors are too small.
+        """
+        ratio = self.stderr(4).values / self.stderr(4, method="exact").values
+        return self._wrap(ratio, 4, "kappa_4_error_ratio")
+
+    def check_errors(self) -> float:
+        """Median jackknife/exact error ratio of kappa_4; warns when batch errors are too small."""
+        ratio = float(np.median(self.error_ratio().values))
+        # Jackknife standard errors from B batches scatter by ~1/sqrt(2B): few batches must
+        # not raise the heavy-tail alarm by chance.
+        threshold = min(TRUSTED_ERROR_RATIO, 1 - 5 / np.sqrt(2 * self.sums.n_batches))
+        if ratio < threshold:
+            warnings.warn(
+                f"{self.ensemble.label}: jackknife (batch) errors of kappa_4 are "
+                f"{ratio:.2f} x the exact sampling errors; the ensemble's heavy tails are "
+                "under-sampled, so use covariance(4, method='exact') / stderr(4, method='exact')",
+                BatchErrorWarning,
+                stacklevel=2,
+            )
+        return ratio
+
+    def deviation(self, order: int) -> xr.Dataset:
+        """The normalised deviation from the GP and its noise background.
+
+        ``m_n = mean_tuples |G_n - G_n,GP| / |G_n,GP|``; ``background`` replaces
+        ``|G_n - G_n,GP|`` by the jackknife standard error of ``G_n`` (the spread across
+        batches, scaled to the whole ensemble), so ``m_n`` is resolved when it exceeds it.
+        """
+        G, GP = self.moment(order).values, self.gp_moment(order).values
+        se = self.stderr(order, kind="moment").values
+        return xr.Dataset(
+            {
+                "m": np.mean(np.abs(G - GP) / np.abs(GP)),
+                "background": np.mean(se / np.abs(GP)),
+            },
+            attrs={"order": order, "width": self.width, "n_networks": self.n_networks},
+        )
+
+    # ----------------------------------------------------------------- storage
+    def to_dataset(self) -> xr.Dataset:
+        """Everything needed to rebuild the statistics (per-batch sums) as an xarray Dataset,
+        self-describing: the architecture and ensemble settings as attributes, the inputs, and
+        the moments and cumulants of each order over their labelled ``tuple_<n>`` dims."""
+        e = self.ensemble
+        data = {f"sums_{n}": (("batch", f"tuple_{n}"), s) for n, s in self.sums.sums.items()}
+        data["counts"] = (("batch",), self.sums.counts)
+        data["inputs"] = (("input", "dim"), self.X)
+        coords = {}
+        if self.n_networks > 0:
+            for n in self.sums.sums:
+                dim = f"tuple_{n}"
+                coords[dim] = self.moment(n).tuple.values
+                data[f"G_{n}"] = ((dim,), self.moment(n).values)
+                data[f"kappa_{n}"] = ((dim,), self.cumulant(n).values)
+        attrs = {f"architecture_{k}": v for k, v in e.arch.to_dict().items()}
+        attrs |= {f.name: getattr(e, f.name) for f in fields(e) if f.name not in ("arch", "X")}
+        attrs["n_accumulated"] = self.n_networks
+        attrs["estimator"] = "outputs"
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> CorrelatorStats:
+        """Inverse of :meth:`to_dataset`."""
+        a = ds.attrs
+        if "architecture_kind" not in a or "counts" not in ds:
+            raise ValueError(
+                "not a correlator-statistics store (written by nnqft correlate or "
+                "CorrelatorStats.save)"
+            )
+        arch = architecture_from_dict(
+            {
+                k.removeprefix("architecture_"): _plain(v)
+                for k, v in a.items()
+                if k.startswith("architecture_")
+            }
+        )
+        names = [f.name for f in fields(Ensemble) if f.name not in ("arch", "X")]
+        ensemble = Ensemble(arch, ds["inputs"].values, **{k: _plain(a[k]) for k in names})
+        degrees = output_degrees(ensemble.max_order)
+        sums = MomentSums(
+            ensemble.n_inputs,
+            degrees,
+            ensemble.n_networks,
+            ensemble.batch_size,
+            {n: ds[f"sums_{n}"].values.copy() for n in degrees},
+            ds["counts"].values.copy(),
+        )
+        return cls(ensemble, sums)
+
+    def save(self, path) -> Path:
+        """Write to ``path`` (``.zarr`` directory or ``.nc`` netCDF file), atomically."""
+        return write_store(self.to_dataset(), path)
+
+    @classmethod
+    def load(cls, path) -> CorrelatorStats:
+        """Read what :meth:`save` wrote."""
+        return cls.from_dataset(open_store(path))
+
+
+def _plain(value):
+    """An attribute as a plain Python value (stores give NumPy scalars)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+@float64
+def correlators(
+    arch,
+    X=None,
+    width: int | None = None,
+    n_networks: int | None = None,
+    seed: int = 0,
+    *,
+    max_order: int = 4,
+    n_batches: int = 1000,
+    dtype: str = "float64",
+    chunk_size: int | None = None,
+    client=None,
+    progress: bool = False,
+    check_errors: bool = True,
+) -> CorrelatorStats:
+    """Sample an ensemble (streamed) and measure its correlators up to ``max_order``.
+
+    Args:
+        arch: architecture, e.g. ``GaussNet(d_in=1)``, or a whole
+            :class:`~nnqft_ppl.ensembles.description.Ensemble` (then leave out the ensemble
+            arguments).
+        X: inputs ``(P, d_in)``.
+        width: hidden width N.
+        n_networks: ensemble size (streamed; memory does not grow with it).
+        seed: root seed (network a always gets the same parameters).
+        max_order: highest even order (2..8).
+        n_batches: jackknife batches (more than the number of entries whose covariance you
+            need: 126 for kappa_4, 462 for kappa_6 at P = 6).
+        dtype: ``"float64"`` or ``"float32"`` parameter draws and forward pass.
+        chunk_size: networks per compiled chunk; results do not depend on it.
+        client: a ``dask.distributed.Client``: split the ensemble over its workers (same
+            result as one process, to rounding).
+        progress: rich progress bar.
+        check_errors: for single-hidden-layer nets with ``max_order >= 4``, compare batch and
+            exact errors of kappa_4 and warn (:class:`BatchErrorWarning`) when they disagree.
+
+    Returns:
+        :class:`CorrelatorStats`.
+
+    Example:
+        >>> stats = correlators(ErfNet(), X, width=5, n_networks=10**5, max_order=6)
+        >>> stats.cumulant(4), stats.stderr(4)
+    """
+    if isinstance(arch, Ensemble):
+        if any(v is not None for v in (X, width, n_networks)):
+            raise ValueError("give either an Ensemble or arch, X, width, n_networks, not both")
+        ensemble = arch
+    else:
+        if X is None or width is None or n_networks is None:
+            raise ValueError("correlators needs X, width and n_networks (or an Ensemble)")
+        ensemble = Ensemble(arch, X, width, n_networks, seed, max_order, n_batches, dtype=dtype)
+    if client is not None:
+        from .distributed import distributed_moments
+
+        sums = distributed_moments(client, ensemble)
+    else:
+        sums = accumulate_moments(ensemble, chunk_size=chunk_size, progress=progress)
+    stats = CorrelatorStats(ensemble, sums)
+    if check_errors and ensemble.arch.depth == 1 and ensemble.max_order >= 4 and sums.n_batches > 1:
+        stats.check_errors()
+    return stats
+
+
+def monte_carlo_kernel(arch: MLP, X, width: int, n_networks: int, seed: int = 0):
+    """Monte Carlo estimate of the 2-pt function, for any architecture.
+
+    Returns ``(K (P, P), stderr (P, P))`` as float64 arrays.
+    """
+    stats = correlators(
+        arch, X, width, n_networks, seed, max_order=2, n_batches=100, check_errors=False
+    )
+    P = stats.n_inputs
+    K, se = np.zeros((P, P)), np.zeros((P, P))
+    i, j = index_multisets(P, 2).T
+    K[i, j] = K[j, i] = stats.moment(2).values
+    se[i, j] = se[j, i] = stats.stderr(2, kind="moment").values
+    return K, se

@@ -1,0 +1,330 @@
+"""Streaming ensembles: sample networks in jit-compiled chunks, keep only mergeable sums.
+
+Randomness is counter-based: network number ``a`` of the ensemble with seed ``s`` gets its
+parameters from ``fold_in(PRNGKey(s), a)`` (threefry), so its outputs do not depend on the
+chunk size, the device or how the range of networks is split between workers.
+
+An :class:`~nnqft_ppl.ensembles.description.Ensemble` of ``n_networks`` is cut into contiguous
+*batches* of ``batch_size`` networks. A :class:`MomentSums` holds, per batch, the sums of every
+monomial of the per-network variables (here the outputs ``f(x_1..x_P)``) over unique index
+multisets of the accumulated degrees (float64): memory is ``n_batches x sum_n C(P+n-1, n)``,
+independent of the number of networks, and two of them for disjoint network ranges merge by
+addition. Correlators, jackknife errors and covariances are computed from these sums in
+:mod:`nnqft_ppl.ensembles.correlators`.
+
+Chunks lie on a fixed grid of network numbers (multiples of the chunk, or of whole batches on
+the fast path), whatever range is asked for: a run that stops and resumes at a grid point, or an
+ensemble extended from a batch boundary, sums exactly the same numbers in the same order as one
+uninterrupted run, so the results are bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from functools import cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.multisets import index_multisets, monomials, multiset_rank
+from ..core.precision import float64
+from ..core.progress import progress_bar
+from ..core.validation import check_positive_int
+from .description import Ensemble
+
+__all__ = ["MomentSums", "accumulate_moments", "sample_outputs", "iter_output_chunks"]
+
+_NORMALS_PER_CHUNK = 1 << 22  # ~32 MB of float64 parameters per chunk
+_JAX_DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
+
+
+@dataclass
+class MomentSums:
+    """Per-batch monomial sums of an ensemble: the mergeable accumulator.
+
+    Attributes:
+        n_variables: number of per-network variables V (the P outputs).
+        degrees: accumulated monomial degrees (even ones up to ``max_order`` for outputs).
+        n_networks: size of the whole ensemble (fixes the batch layout with ``batch_size``).
+        batch_size: networks per batch (the last batch may be shorter).
+        sums: ``{n: float64 (n_batches, C(V+n-1, n))}`` for each degree n.
+        counts: ``(n_batches,)`` networks accumulated into each batch so far.
+    """
+
+    n_variables: int
+    degrees: tuple
+    n_networks: int
+    batch_size: int
+    sums: dict = field(repr=False)
+    counts: np.ndarray = field(repr=False)
+
+    @classmethod
+    def empty(cls, n_variables: int, degrees, n_networks: int, batch_size: int) -> MomentSums:
+        """Zero sums for ``n_networks`` networks in batches of ``batch_size``."""
+        n_batches = math.ceil(n_networks / batch_size)
+        sums = {n: np.zeros((n_batches, len(index_multisets(n_variables, n)))) for n in degrees}
+        return cls(n_variables, tuple(degrees), n_networks, batch_size, sums, np.zeros(n_batches))
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.counts)
+
+    @property
+    def n_accumulated(self) -> int:
+        """Networks accumulated so far."""
+        return int(self.counts.sum())
+
+    @property
+    def max_degree(self) -> int:
+        return max(self.degrees)
+
+    def _layout(self) -> tuple:
+        return self.n_variables, self.degrees, self.n_networks, self.batch_size
+
+    def merge(self, other: MomentSums) -> MomentSums:
+        """Sums of two accumulators over disjoint network ranges of the same ensemble."""
+        if self._layout() != other._layout():
+            raise ValueError("can only merge moment sums of the same ensemble layout")
+        sums = {n: self.sums[n] + other.sums[n] for n in self.sums}
+        return replace(self, sums=sums, counts=self.counts + other.counts)
+
+    def extended(self, n_networks: int) -> MomentSums:
+        """The same sums as the first networks of a larger ensemble (same batch size)."""
+        if n_networks < self.n_networks:
+            raise ValueError(f"cannot shrink an ensemble from {self.n_networks} to {n_networks}")
+        bigger = MomentSums.empty(self.n_variables, self.degrees, n_networks, self.batch_size)
+        for n, s in self.sums.items():
+            bigger.sums[n][: self.n_batches] = s
+        bigger.counts[: self.n_batches] = self.counts
+        return bigger
+
+
+def output_degrees(max_order: int) -> tuple[int, ...]:
+    """Monomial degrees accumulated for the output estimator: the even orders up to max_order."""
+    return tuple(range(2, max_order + 1, 2))
+
+
+def _default_chunk(ensemble: Ensemble) -> int:
+    per_network = ensemble.arch.n_parameters(ensemble.width) + len(
+        index_multisets(ensemble.n_inputs, ensemble.max_order)
+    )
+    chunk = max(256, min(1 << 16, _NORMALS_PER_CHUNK // per_network))
+    return 1 << int(math.log2(chunk))
+
+
+@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype"))
+def _draw_chunk(arch, X, width, root, start, chunk, dtype):
+    """Outputs ``(chunk, P)`` of networks ``start .. start + chunk - 1``."""
+    index = start + jnp.arange(chunk)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(root, index)
+    return jax.vmap(lambda k: arch.draw_outputs(k, X, width, dtype))(keys)
+
+
+@cache
+def _split_ranks(n_variables: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each multiset of ``degree`` as (first ``degree // 2`` entries, the rest): their ranks."""
+    T = index_multisets(n_variables, degree)
+    half = degree // 2
+    return multiset_rank(T[:, :half], n_variables), multiset_rank(T[:, half:], n_variables)
+
+
+def _slot_sums(weights, values, degrees: tuple) -> dict:
+    """Per-slot sums of every monomial of the accumulated degrees: ``{n: (S, M_n)}``.
+
+    ``values``: ``(S, C, V)`` networks grouped by slot (batch), or ``(C, V)`` shared by all slots;
+    ``weights (S, C)``: 1 where network c counts in slot s, else 0. A degree-n sum is one batched
+    GEMM of the degree ``n // 2`` and ``n - n // 2`` monomials, read at the split of each
+    multiset: ``sum_{k <= n/2} C(V+k-1, k)`` products per network instead of one per multiset
+    (83 instead of 923 for 6 outputs to order 6).
+    """
+    V = values.shape[-1]
+    mono = monomials(values, max(1, (max(degrees) + 1) // 2))
+    spec = "sci,scj->sij" if values.ndim == 3 else "sci,cj->sij"
+    out = {}
+    for n in degrees:
+        if n == 1:
+            out[n] = _weighted_sum(weights, values)
+            continue
+        first, second = _split_ranks(V, n)
+        left = weights[..., None] * mono[n // 2]
+        out[n] = jnp.einsum(spec, left, mono[n - n // 2])[:, first, second]
+    return out
+
+
+def _weighted_sum(weights, values):
+    """``sum_c weights[s, c] values[(s,) c, :]``: ``(S, V)``."""
+    if values.ndim == 3:
+        return jnp.einsum("sc,scv->sv", weights, values)
+    return weights @ values
+
+
+@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "degrees", "batch_size"))
+def _cell_sums(arch, X, width, root, cell, lo, stop, chunk, dtype, degrees, batch_size):
+    """Monomial sums of the valid networks ``[max(lo, cell), min(stop, cell + chunk))`` of the
+    grid cell starting at ``cell``, per batch slot ``cell // batch_size + s``.
+
+    A cell of whole batches (``chunk`` a multiple of ``batch_size``) is reshaped to
+    ``(batch, network, V)``; a shorter one touches at most two batches, told apart by weights.
+    Returns ``({n: (S, M_n)}, counts (S,))``.
+    """
+    f = _draw_chunk(arch, X, width, root, cell, chunk, dtype).astype(jnp.float64)
+    index = cell + jnp.arange(chunk)
+    valid = (index >= lo) & (index < stop)
+    values = jnp.where(valid[:, None], f, 0.0)
+    if chunk % batch_size == 0:
+        n_slots = chunk // batch_size
+        weights = valid.reshape(n_slots, batch_size).astype(jnp.float64)
+        values = values.reshape(n_slots, batch_size, -1)
+    else:
+        slot = index // batch_size - cell // batch_size
+        weights = ((slot[None, :] == jnp.arange(2)[:, None]) & valid[None, :]).astype(jnp.float64)
+    return _slot_sums(weights, values, degrees), weights.sum(axis=1)
+
+
+@partial(jax.jit, donate_argnums=(0, 1))
+def _add_rows(acc_sums: dict, acc_counts, part: dict, counts, first_row):
+    """Add a cell's per-slot sums into the device accumulator at row ``first_row``.
+
+    The accumulator is padded so every slice stays in range; donation updates it in place, and
+    no host transfer happens per chunk (the loop dispatches asynchronously).
+    """
+
+    def add(acc, rows):
+        start = (first_row,) + (0,) * (acc.ndim - 1)
+        block = jax.lax.dynamic_slice(acc, start, rows.shape)
+        return jax.lax.dynamic_update_slice(acc, block + rows, start)
+
+    return {n: add(acc_sums[n], part[n]) for n in acc_sums}, add(acc_counts, counts)
+
+
+def _cell_length(chunk: int, batch_size: int) -> int:
+    """Networks per grid cell: whole batches when a chunk holds at least two (one batched GEMM
+    per order, the fast path), else at most one batch so that a cell touches two batches."""
+    if chunk >= 2 * batch_size:
+        return (chunk // batch_size) * batch_size
+    return min(chunk, batch_size)
+
+
+@float64
+def accumulate_moments(
+    ensemble: Ensemble,
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+    resume: MomentSums | None = None,
+    chunk_size: int | None = None,
+    progress: bool = False,
+    on_chunk=None,
+) -> MomentSums:
+    """Stream networks ``[start, stop)`` of an ensemble into per-batch monomial sums.
+
+    Args:
+        ensemble: the :class:`~nnqft_ppl.ensembles.description.Ensemble` (its ``max_order``,
+            ``batch_size`` and ``dtype`` fix what is accumulated and how).
+        start, stop: the range of networks (default: after what ``resume`` holds, to the end);
+            workers of a cluster each take one range.
+        resume: sums to continue from (not modified); their networks are ``[0, start)``. From a
+            chunk boundary of an earlier run with the same chunk size, the result is
+            bit-identical to an uninterrupted run.
+        chunk_size: networks per compiled chunk (default from memory); results do not depend on
+            it beyond rounding, and not at all between runs with the same chunk size.
+        progress: show a rich progress bar.
+        on_chunk: optional callback ``on_chunk(snapshot)`` after each chunk, where
+            ``snapshot()`` returns the :class:`MomentSums` so far (a device-to-host copy: call it
+            only when checkpointing).
+
+    Returns:
+        :class:`MomentSums` covering the networks done so far.
+
+    Example:
+        >>> sums = accumulate_moments(Ensemble(ErfNet(), X, width=5, n_networks=10**5))
+    """
+    if not isinstance(ensemble, Ensemble):
+        raise ValueError(f"ensemble must be an nq.Ensemble, got {type(ensemble).__name__}")
+    e = ensemble
+    degrees = output_degrees(e.max_order)
+    sums = resume or MomentSums.empty(e.n_inputs, degrees, e.n_networks, e.batch_size)
+    if sums._layout() != (e.n_inputs, degrees, e.n_networks, e.batch_size):
+        raise ValueError("resume holds the sums of a different ensemble layout")
+    start = (sums.n_accumulated if resume is not None else 0) if start is None else start
+    stop = e.n_networks if stop is None else stop
+    if not 0 <= start <= stop <= e.n_networks:
+        raise ValueError(f"need 0 <= start <= stop <= n_networks, got {start}, {stop}")
+    chunk = check_positive_int(chunk_size or _default_chunk(e), "chunk_size")
+    bs = e.batch_size
+    cell = _cell_length(chunk, bs)
+    root = jax.random.PRNGKey(e.seed)
+    X = jnp.asarray(e.X)
+    n_slots = cell // bs if cell % bs == 0 else 2
+    # The device accumulator continues from the given sums (padded so every cell's rows are in
+    # range): a resumed run adds the same numbers in the same order as an uninterrupted one.
+    acc = {n: jnp.pad(jnp.asarray(s), ((0, n_slots), (0, 0))) for n, s in sums.sums.items()}
+    acc_counts = jnp.pad(jnp.asarray(sums.counts), (0, n_slots))
+
+    def snapshot() -> MomentSums:
+        """Host copy of everything accumulated so far."""
+        host = {n: np.array(acc[n])[: sums.n_batches] for n in sums.sums}
+        counts = np.array(acc_counts)[: sums.n_batches]
+        return replace(sums, sums=host, counts=counts)
+
+    with progress_bar(stop - start, e.label, progress) as advance:
+        lo = start
+        while lo < stop:
+            first = (lo // cell) * cell
+            part, counts = _cell_sums(
+                e.arch,
+                X,
+                e.width,
+                root,
+                first,
+                lo,
+                stop,
+                cell,
+                _JAX_DTYPES[e.dtype],
+                degrees,
+                bs,
+            )
+            acc, acc_counts = _add_rows(acc, acc_counts, part, counts, first // bs)
+            step = min(first + cell, stop) - lo
+            lo += step
+            advance(step)
+            if on_chunk is not None:
+                on_chunk(snapshot)
+    return snapshot()
+
+
+def iter_output_chunks(ensemble: Ensemble, *, start: int = 0, chunk_size: int | None = None):
+    """Yield ``(first_network, outputs (chunk, P))`` for networks ``start .. n_networks - 1``."""
+    e = ensemble
+    chunk = chunk_size or _default_chunk(e)
+    root = jax.random.PRNGKey(e.seed)
+    with jax.enable_x64(True):
+        X = jnp.asarray(e.X)
+        for lo in range(start, e.n_networks, chunk):
+            f = _draw_chunk(e.arch, X, e.width, root, lo, chunk, _JAX_DTYPES[e.dtype])
+            yield lo, np.asarray(f, dtype=np.float64)[: e.n_networks - lo]
+
+
+def sample_outputs(
+    arch,
+    X,
+    width: int,
+    n_networks: int,
+    seed: int = 0,
+    *,
+    chunk_size: int | None = None,
+    dtype: str = "float64",
+) -> np.ndarray:
+    """Outputs ``(n_networks, P)`` of the first ``n_networks`` networks of seed ``seed``.
+
+    Network ``a`` is the same whatever ``chunk_size``; for large ensembles prefer
+    :func:`accumulate_moments`, which never stores the outputs.
+
+    Example:
+        >>> f = sample_outputs(ErfNet(), X, width=5, n_networks=1000)     # (1000, P)
+    """
+    ensemble = Ensemble(arch, X, width, n_networks, seed, max_order=2, dtype=dtype)
+    parts = [f for _, f in iter_output_chunks(ensemble, chunk_size=chunk_size)]
+    return np.concatenate(parts, axis=0)

@@ -1,0 +1,20 @@
+"""Layer 3, oracle: exact finite-width correlators (single-neuron quadrature) and the exact
+sampling covariance of their estimators; noise-free references for ensembles and theory."""
+
+from .exact import (
+    exact_covariance,
+    exact_cumulant,
+    exact_cumulants,
+    exact_moments,
+    exact_single_input_moments,
+    single_neuron_moments,
+)
+
+__all__ = [
+    "exact_covariance",
+    "exact_cumulant",
+    "exact_cumulants",
+    "exact_moments",
+    "exact_single_input_moments",
+    "single_neuron_moments",
+]

@@ -1,0 +1,226 @@
+"""Exact finite-width correlators of single-hidden-layer networks (docs/physics.md §2).
+
+``f - b1 = sum_i u_i`` with iid ``u_i = W1_i phi_i``, so ``kappa_n(f) = N kappa_n(u)`` for
+``n >= 3`` and ``kappa_2(f) = K``. The moments of one term are
+``E[u_T] = (n-1)!! (sw1^2/N)^(n/2) E[p_T]`` (even n; odd ones vanish), with the single-neuron
+moments ``E[p_T] = E[prod_{k in T} phi(z(x_k))]`` in closed form where the activation has one
+(Gauss-net) and by the fixed quadrature rules of :mod:`nnqft_ppl.oracle.neuron_quadrature`
+otherwise. Hence kappa_4 falls
+exactly as 1/N and kappa_6 as 1/N^2: the noise-free oracle for ensembles and EFT fits.
+
+The same exact moments (up to order 8) give the exact sampling covariance of the kappa_4
+estimator, which batch means cannot estimate for heavy-tailed ensembles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from ..core.multisets import (
+    cumulants_from_moments,
+    index_multisets,
+    moments_from_cumulants,
+    monomials,
+    partition_plan,
+    union_ranks,
+)
+from ..core.precision import float64
+from ..core.tuples import tuple_array, tuple_covariance
+from ..core.validation import check_inputs, check_order, check_width
+from ..networks.architectures import MLP
+from .neuron_quadrature import neuron_rule
+
+__all__ = [
+    "single_neuron_moments",
+    "exact_cumulants",
+    "exact_moments",
+    "exact_cumulant",
+    "exact_covariance",
+    "exact_single_input_moments",
+    "estimator_influence",
+    "estimator_covariance",
+    "monomial_covariance",
+]
+
+
+_NODE_CHUNK = 4096
+
+
+def _require_single_layer(arch: MLP) -> None:
+    if arch.depth != 1:
+        raise NotImplementedError(
+            f"exact finite-width cumulants are implemented for one hidden layer; "
+            f"{arch.name} has depth {arch.depth}"
+        )
+
+
+@float64
+def single_neuron_moments(arch: MLP, X, max_order: int) -> dict[int, np.ndarray]:
+    """``{n: E[prod_{k in T} phi(z(x_k))] over multisets T}`` for even ``n <= max_order``.
+
+    Args:
+        arch: single-hidden-layer architecture.
+        X: inputs ``(P, d_in)``.
+        max_order: highest (even) order.
+
+    Returns:
+        ``{n: array (C(P+n-1, n),)}``.
+    """
+    _require_single_layer(arch)
+    X = check_inputs(X, arch.d_in)
+    P = X.shape[0]
+    orders = range(2, max_order + 1, 2)
+    C = np.asarray(arch.input_covariance(X))
+    closed = {n: arch.phi.closed_form_moments(C, index_multisets(P, n)) for n in orders}
+    if all(v is not None for v in closed.values()):
+        return closed
+    rule = neuron_rule(arch, X)
+    sums = dict.fromkeys(orders, 0.0)
+    for start in range(0, len(rule.weights), _NODE_CHUNK):  # bounds memory at order 8
+        block = slice(start, start + _NODE_CHUNK)
+        mono = monomials(rule.values[block], max_order)
+        for n in orders:
+            sums[n] = sums[n] + rule.weights[block] @ mono[n]
+    return {n: rule.radial_moment(n) * sums[n] for n in orders}
+
+
+@float64
+def exact_cumulants(arch: MLP, X, width: int, max_order: int = 6) -> dict[int, np.ndarray]:
+    """Exact connected correlators ``{n: kappa_n}`` (even ``n <= max_order``) at width N."""
+    width = check_width(width)
+    E = single_neuron_moments(arch, X, max_order)
+    v = arch.sw1**2 / width
+    term_moments = {n: _double_factorial(n - 1) * v ** (n // 2) * E[n] for n in E}
+    P = check_inputs(X, arch.d_in).shape[0]
+    kappa = {n: width * k for n, k in cumulants_from_moments(term_moments, P, max_order).items()}
+    kappa[2] = kappa[2] + arch.sb1**2
+    return kappa
+
+
+@float64
+def exact_moments(arch: MLP, X, width: int, max_order: int = 6) -> dict[int, np.ndarray]:
+    """Exact full correlators ``{n: G_n}`` (even ``n <= max_order``) at width N."""
+    P = check_inputs(X, arch.d_in).shape[0]
+    return moments_from_cumulants(exact_cumulants(arch, X, width, max_order), P, max_order)
+
+
+@float64
+def exact_cumulant(arch: MLP, X, width: int, order: int = 4) -> xr.DataArray:
+    """Exact connected ``order``-pt function of a single-hidden-layer net at width ``width``.
+
+    Returns an xarray over ``tuple`` (unique index multisets, labels ``"i,j,k,l"``).
+
+    Example:
+        >>> k4 = exact_cumulant(GaussNet(sb0=0.5), X, width=10, order=4)
+    """
+    order = check_order(order)
+    X = check_inputs(X, arch.d_in)
+    values = exact_cumulants(arch, X, width, order)[order]
+    return tuple_array(values, X.shape[0], order, f"kappa_{order}", width=width)
+
+
+def _double_factorial(k: int) -> int:
+    return math.prod(range(k, 0, -2)) if k > 0 else 1
+
+
+@float64
+def exact_single_input_moments(arch: MLP, x, width: int, max_order: int = 12) -> np.ndarray:
+    """Exact raw moments ``E[f(x)^n]``, ``n = 0..max_order``, at one input ``x (d_in,)``.
+
+    At a single input the moment-cumulant maps are the scalar recursions
+    ``m_n = sum_k C(n-1, k-1) kappa_k m_(n-k)``, so high orders (the variance of a 6-pt
+    estimate needs ``E[f^12]``) cost nothing, unlike the set-partition sums over multisets.
+    """
+    width = check_width(width)
+    X = check_inputs(np.asarray(x, dtype=np.float64).reshape(1, -1), arch.d_in)
+    E = single_neuron_moments(arch, X, max_order)
+    v = arch.sw1**2 / width
+    u = np.zeros(max_order + 1)
+    u[0] = 1.0
+    for n in E:
+        u[n] = _double_factorial(n - 1) * v ** (n // 2) * E[n][0]
+    kappa = width * _scalar_cumulants(u)
+    kappa[2] += arch.sb1**2
+    return _scalar_moments(kappa)
+
+
+def _scalar_cumulants(m: np.ndarray) -> np.ndarray:
+    """Cumulants ``kappa_1..`` from raw moments ``m_0 = 1, m_1, ...`` (index = order)."""
+    kappa = np.zeros_like(m)
+    for n in range(1, len(m)):
+        kappa[n] = m[n] - sum(math.comb(n - 1, k - 1) * kappa[k] * m[n - k] for k in range(1, n))
+    return kappa
+
+
+def _scalar_moments(kappa: np.ndarray) -> np.ndarray:
+    """Raw moments from cumulants (index = order, ``kappa[0]`` ignored)."""
+    m = np.zeros_like(kappa)
+    m[0] = 1.0
+    for n in range(1, len(kappa)):
+        m[n] = sum(math.comb(n - 1, k - 1) * kappa[k] * m[n - k] for k in range(1, n + 1))
+    return m
+
+
+# ----------------------------------------------------------------- sampling covariance
+def estimator_influence(moments: dict, n_inputs: int, order: int) -> dict[int, np.ndarray]:
+    """Linearisation of the plug-in cumulant estimator around the true moments.
+
+    The estimator is ``kappa_n(T) = sum_pi mu(pi) prod_B M(T_B)`` with sample raw moments M
+    (the mean is known to vanish). To first order, ``delta kappa_n(T) =
+    sum_k sum_m A_k[T, m] delta M_k(m)``; this returns ``{k: A_k (M_n, M_k)}``.
+    """
+    M_n = index_multisets(n_inputs, order).shape[0]
+    A = {k: np.zeros((M_n, index_multisets(n_inputs, k).shape[0])) for k in range(2, order + 1, 2)}
+    rows = np.arange(M_n)[:, None]
+    for sizes, ranks in partition_plan(n_inputs, order):
+        k = len(sizes)
+        mobius = (-1) ** (k - 1) * math.factorial(k - 1)
+        for b, (size, rank) in enumerate(zip(sizes, ranks, strict=True)):
+            coef = np.full(rank.shape, float(mobius))
+            for b2, (size2, rank2) in enumerate(zip(sizes, ranks, strict=True)):
+                if b2 != b:
+                    coef = coef * moments[size2][rank2]
+            np.add.at(A[size], (np.broadcast_to(rows, rank.shape), rank), coef)
+    return A
+
+
+def monomial_covariance(moments: dict, n_inputs: int, k: int, l: int) -> np.ndarray:
+    """``Cov(f_m, f_m')`` for multisets m of order k and m' of order l: ``(M_k, M_l)``.
+
+    ``= G_{k+l}(m u m') - G_k(m) G_l(m')``; needs ``moments`` up to order ``k + l``.
+    """
+    joint = moments[k + l][union_ranks(n_inputs, k, l)]
+    return joint - np.outer(moments[k], moments[l])
+
+
+def estimator_covariance(moments: dict, n_inputs: int, order: int) -> np.ndarray:
+    """Per-network covariance of the plug-in ``kappa_order`` estimator (divide by n).
+
+    Delta method: ``A Cov(monomials) A^T`` with the influence matrices of
+    :func:`estimator_influence`; needs ``moments`` up to ``2 * order``.
+    """
+    A = estimator_influence(moments, n_inputs, order)
+    total = 0.0
+    for k, A_k in A.items():
+        for l, A_l in A.items():
+            total = total + A_k @ monomial_covariance(moments, n_inputs, k, l) @ A_l.T
+    return 0.5 * (total + total.T)
+
+
+@float64
+def exact_covariance(arch: MLP, X, width: int, order: int = 4) -> xr.DataArray:
+    """Exact per-network sampling covariance of the ``kappa_order`` estimator.
+
+    ``Cov(kappa_hat(T), kappa_hat(U)) = exact_covariance[T, U] / n_networks`` to leading order
+    in 1/n, from the exact moments of f up to order ``2 * order`` (order 4 needs 8-pt
+    single-neuron moments). Returns an xarray with dims ``("tuple", "tuple_")``.
+    """
+    order = check_order(order, max_allowed=4)
+    X = check_inputs(X, arch.d_in)
+    P = X.shape[0]
+    G = exact_moments(arch, X, width, 2 * order)
+    cov = estimator_covariance(G, P, order)
+    return tuple_covariance(cov, P, order, f"kappa_{order}_covariance", width=width, per="network")

@@ -1,0 +1,294 @@
+"""Figures (matplotlib, Agg backend): the one module that draws; used by the report and the CLI.
+
+Each function takes the library's result objects, returns the matplotlib Figure, and writes it to
+``path`` when one is given. matplotlib is imported inside the functions so that importing
+:mod:`nnqft_ppl` never loads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "plot_rg_flow",
+    "plot_correlator_comparison",
+    "plot_posterior",
+    "plot_posterior_predictive",
+    "plot_falloff",
+    "plot_coupling_vs_width",
+    "plot_rg_table",
+    "plot_sixpoint",
+    "plot_heldout",
+    "plot_posterior_summary",
+]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, path, ax=None, labels=(None, None, None), **legend):
+    """Label ``ax`` (``labels``: x, y, title), add its legend (``legend``: matplotlib legend
+    options), lay out, and save to ``path`` (when given)."""
+    if ax is not None:
+        xlabel, ylabel, title = labels
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.legend(**legend)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_rg_flow(flows: dict, path=None, title: str = "RG flow of the quartic coupling"):
+    """``|lambda(L)|`` against the cutoff L (log-log) for one or more flows.
+
+    Args:
+        flows: ``{label: RGFlow}`` (or one :class:`nnqft_ppl.rg.RGFlow`).
+        path: optional output file (png, pdf, svg).
+
+    Each flow is drawn with its error band, its fitted power law (slope and R^2 in the
+    legend), the analytic power law where known (dashed) and the all-space limit where the
+    integrals converge (dotted).
+
+    Example:
+        >>> plot_rg_flow({"ReLU d=1": flow}, "rg.png")
+    """
+    plt = _pyplot()
+    if not isinstance(flows, dict):
+        flows = {"": flows}
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for i, (label, flow) in enumerate(flows.items()):
+        color = f"C{i}"
+        L = flow.coupling.cutoff.values
+        lam = np.abs(flow.coupling.values)
+        err = flow.coupling.stderr.values
+        ax.loglog(L, lam, "o", color=color, ms=4, label=f"{label} measured".strip())
+        ax.fill_between(L, np.clip(lam - err, lam * 1e-3, None), lam + err, color=color, alpha=0.2)
+        # the fitted power law through the geometric mean of the points
+        power = (L / L[0]) ** flow.slope
+        fit = power * np.exp(np.mean(np.log(lam) - np.log(power)))
+        line = {"color": color, "lw": 1}
+        ax.loglog(L, fit, "-", label=f"fit: slope {flow.slope:.3f}, $R^2$ = {flow.r2:.4f}", **line)
+        if flow.analytic_exponent is not None:
+            ref = lam[-1] * (L / L[-1]) ** flow.analytic_exponent
+            ax.loglog(L, ref, "--", label=f"analytic $L^{{{flow.analytic_exponent:g}}}$", **line)
+        if flow.limit is not None:
+            ax.axhline(abs(flow.limit), ls=":", color=color, lw=1, label="all-space limit")
+    labels = ("cutoff $L$", r"$|\lambda(L)|$", title)
+    return _finish(fig, path, ax, labels, fontsize=7)
+
+
+def plot_correlator_comparison(measured, predicted, path=None, title: str | None = None):
+    """Measured against predicted correlator values, one point per index multiset.
+
+    Args:
+        measured: xarray over ``tuple``; a ``stderr`` coordinate (or none) gives error bars.
+        predicted: xarray over ``tuple`` (same tuples), optionally with ``stderr``.
+        path: optional output file.
+
+    Left: predicted vs measured with the diagonal; right: pull ``(measured - predicted) / sigma``
+    per tuple with the +-2 band, sigma combining both errors where given.
+
+    Example:
+        >>> plot_correlator_comparison(stats_g6, eft_g6, "g6.png", title="G_6, ReLU N=20")
+    """
+    plt = _pyplot()
+    m = np.asarray(measured.values)
+    p = np.asarray(predicted.values)
+    if m.shape != p.shape:
+        raise ValueError(f"measured {m.shape} and predicted {p.shape} must have the same shape")
+
+    def err(a):
+        return np.asarray(a.stderr.values) if "stderr" in a.coords else np.zeros(a.shape)
+
+    sigma = np.sqrt(err(measured) ** 2 + err(predicted) ** 2)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    ax1.errorbar(p, m, yerr=err(measured), xerr=err(predicted), fmt="o", ms=3, lw=0.8)
+    lo, hi = min(m.min(), p.min()), max(m.max(), p.max())
+    ax1.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax1.set_xlabel("predicted")
+    ax1.set_ylabel("measured")
+    if np.any(sigma > 0):
+        pull = np.where(sigma > 0, (m - p) / np.where(sigma > 0, sigma, 1), np.nan)
+        ax2.plot(np.arange(len(m)), pull, "o", ms=3)
+        ax2.axhspan(-2, 2, color="0.85")
+        ax2.set_ylabel(r"(measured $-$ predicted) / $\sigma$")
+    else:
+        ax2.plot(np.arange(len(m)), m - p, "o", ms=3)
+        ax2.set_ylabel("measured $-$ predicted")
+    ax2.axhline(0, color="k", lw=0.8)
+    ax2.set_xlabel("tuple (index multiset)")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_posterior(idata, path=None, reference: dict | None = None):
+    """Marginal posterior of each coupling (ArviZ ``plot_dist``), with reference lines
+    (``az.add_lines``) at e.g. the exact-oracle fit.
+
+    Args:
+        idata: DataTree from :func:`nnqft_ppl.infer`.
+        path: optional output file.
+        reference: optional ``{coupling: value}``.
+
+    Returns the ArviZ PlotCollection.
+
+    Example:
+        >>> plot_posterior(idata, "posterior.png", reference={"lambda": fit.theta[0]})
+    """
+    import arviz as az
+
+    from ..inference.runners import coupling_names
+
+    _pyplot()
+    names = coupling_names(idata)
+    unknown = set(reference or {}) - set(names)
+    if unknown:
+        raise ValueError(f"reference {sorted(unknown)} are not couplings of {names}")
+    pc = az.plot_dist(idata, var_names=names, backend="matplotlib")
+    if reference:
+        az.add_lines(pc, values=reference)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pc.savefig(path)
+    return pc
+
+
+def plot_posterior_predictive(idata, path=None, title: str | None = None):
+    """Posterior predictive check of the correlators: predicted vs measured per tuple.
+
+    Uses :func:`nnqft_ppl.inference.diagnostics.posterior_predictive_check` and
+    :func:`plot_correlator_comparison` (error bars: replicate sd on the measurement, posterior
+    sd on the prediction).
+
+    Example:
+        >>> plot_posterior_predictive(idata, "ppc.png", title="kappa_4, Erf N=5")
+    """
+    from ..inference.diagnostics import posterior_predictive_check
+
+    ppc = posterior_predictive_check(idata)
+    measured = ppc["measured"].assign_coords(stderr=("tuple", ppc["replicate_sd"].values))
+    predicted = ppc["predicted"].assign_coords(stderr=("tuple", ppc["predicted_sd"].values))
+    if title is None:
+        title = (
+            f"kappa_{ppc.attrs['order']}: {idata.attrs.get('likelihood')} likelihood, "
+            f"{idata.attrs.get('method')}"
+        )
+    return plot_correlator_comparison(measured, predicted, path, title)
+
+
+def plot_falloff(table, path=None, title: str | None = None):
+    """The paper's fall-off plot: ``m_n`` against width N (log-log) with its backgrounds.
+
+    Args:
+        table: Dataset over ``width`` with ``m2, m4, m6``, jackknife ``bg2, bg4, bg6``, the
+            exact ``m4_exact`` and the honest background ``bg4_exact`` (fall-off study).
+
+    Solid markers: measured ``m_n``; dashed: jackknife background; dotted: exact background of
+    ``m_4``; thin line: exact ``m_4`` (falls exactly as 1/N).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    N = table.width.values
+    for i, n in enumerate((2, 4, 6)):
+        c = f"C{i}"
+        ax.loglog(N, table[f"m{n}"], "o-", color=c, ms=4, label=f"$m_{n}$ measured")
+        ax.loglog(N, table[f"bg{n}"], "--", color=c, lw=1, label=f"$m_{n}$ background")
+    ax.loglog(N, table["m4_exact"], "-", color="k", lw=0.8, label="$m_4$ exact (1/N)")
+    ax.loglog(N, table["bg4_exact"], ":", color="C1", lw=1.5, label="$m_4$ exact background")
+    labels = ("width $N$", "normalised deviation $m_n$", title or "non-Gaussianity vs width")
+    return _finish(fig, path, ax, labels, fontsize=7, ncol=2)
+
+
+def plot_coupling_vs_width(table, path=None, title: str | None = None):
+    """``|lambda|`` against width (log-log): measured with errors, exact oracle, and 1/N."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    N = table.width.values
+    lam, err = np.abs(table["lambda"].values), table["lambda_err"].values
+    ax.errorbar(N, lam, yerr=err, fmt="o", ms=4, label="measured (ensemble)")
+    exact = np.abs(table["lambda_exact"].values)
+    ax.loglog(N, exact, "k-", lw=1, label="exact oracle")
+    ax.loglog(N, exact[0] * N[0] / N, "k:", lw=1, label="$\\propto 1/N$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    labels = ("width $N$", r"$|\lambda|$", title or "quartic coupling vs width")
+    return _finish(fig, path, ax, labels, fontsize=8)
+
+
+def plot_rg_table(table, path=None, title: str | None = None):
+    """``|lambda(L)|`` against the cutoff for every ``dimension`` of an RG-study table."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    L = table.cutoff.values
+    for i, d in enumerate(table.dimension.values):
+        lam = np.abs(table["lambda"].sel(dimension=d).values)
+        ax.loglog(L, lam, "o", color=f"C{i}", ms=4, label=f"d = {d}")
+        ax.loglog(L, lam[0] * (L / L[0]) ** -(d + 4.0), "--", color=f"C{i}", lw=1,
+                  label=f"$L^{{-{d + 4}}}$")  # fmt: skip
+    labels = ("cutoff $L$", r"$|\lambda(L)|$", title or "RG flow of the quartic coupling")
+    return _finish(fig, path, ax, labels, fontsize=8)
+
+
+def plot_sixpoint(table, path=None, title: str | None = None):
+    """Measured against predicted ``G_6`` (6-pt study table), via
+    :func:`plot_correlator_comparison`."""
+    measured = table["measured"].assign_coords(stderr=("tuple", table["measured_err"].values))
+    predicted = table["predicted"].assign_coords(stderr=("tuple", table["predicted_err"].values))
+    return plot_correlator_comparison(measured, predicted, path, title)
+
+
+def plot_heldout(table, path=None, title: str | None = None):
+    """Held-out mean squared pull per coupling form and input scale (grouped bars, log y)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    scores = table["heldout_mean_z2"]
+    forms, scales = list(scores.form.values), list(scores.input_scale.values)
+    width = 0.8 / len(forms)
+    for j, form in enumerate(forms):
+        x = np.arange(len(scales)) + j * width
+        ax.bar(x, scores.sel(form=form).values, width, label=form)
+    ax.axhline(1, color="k", ls="--", lw=1, label="sampling noise")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(scales)) + 0.4 - width / 2, [f"inputs x {s:g}" for s in scales])
+    ax.set_ylabel("held-out mean $z^2$")
+    ax.set_title(title or "coupling forms on held-out inputs")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_posterior_summary(table, path=None, title: str | None = None):
+    """Posterior mean +- sd of lambda per likelihood, each against its own estimator applied to
+    the exact oracle (crosses; the correlator one is the oracle least-squares fit)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    liks = list(table.likelihood.values)
+    y = np.arange(len(liks))
+    ax.errorbar(
+        table["mean"].values,
+        y,
+        xerr=table["sd"].values,
+        fmt="o",
+        capsize=4,
+        label="posterior mean +- sd",
+    )
+    if "oracle" in table:
+        ax.plot(table["oracle"].values, y, "kx", ms=9, label="same likelihood on exact oracle")
+    else:
+        ax.axvline(table.attrs["oracle_lambda"], color="k", lw=1, label="oracle least squares")
+    ax.set_yticks(y, liks)
+    ax.set_ylim(-0.6, len(liks) - 0.4)
+    ax.set_xlabel(r"$\lambda$")
+    ax.set_title(title or "posterior of the quartic coupling", fontsize=9, wrap=True)
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
