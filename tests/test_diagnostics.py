@@ -18,7 +18,7 @@ RELU_X = np.linspace(0.2, 1.2, 6)[:, None]
 def _stats(arch, X, width, n, seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", nq.BatchErrorWarning)
-        return nq.correlators(arch, X, width, n, seed=seed, max_order=4)
+        return nq.correlators(arch, X, width, n, seed=seed, max_order=4, estimator="both")
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,18 @@ from scipy import stats
 
 import nnqft_ppl as nq
 from nnqft_ppl import Ensemble
+from nnqft_ppl.core.multisets import pair_table
 from nnqft_ppl.ensembles.sampler import accumulate_moments, iter_output_chunks, sample_outputs
 from tests.conftest import P_MIN
+
+
+def assert_sums_equal(actual, expected, rtol=0.0):
+    """Per-batch sums of every block and degree agree (bit for bit when ``rtol`` is 0)."""
+    np.testing.assert_array_equal(actual.counts, expected.counts)
+    assert actual.layouts == expected.layouts
+    for block, sums in expected.sums.items():
+        for degree, value in sums.items():
+            np.testing.assert_allclose(actual.sums[block][degree], value, rtol=rtol, atol=0)
 
 
 @pytest.mark.parametrize("arch", [nq.GaussNet(), nq.ReLUNet(d_in=2), nq.MLP(2, "tanh")])
@@ -41,18 +51,27 @@ def test_sums_are_mergeable_and_resumable(paper_inputs):
     resumed = accumulate_moments(ens, resume=left, chunk_size=333)
     for s in (merged, resumed):
         np.testing.assert_array_equal(s.counts, whole.counts)
-        for k in whole.sums:
-            np.testing.assert_allclose(s.sums[k], whole.sums[k], rtol=1e-12)
+        assert_sums_equal(s, whole, rtol=1e-12)
     assert whole.n_accumulated == n and whole.counts.tolist() == [500] * 10
 
 
 def test_sums_equal_monomials_of_the_stored_outputs(paper_inputs):
     arch = nq.GaussNet(sb0=0.5)
     f = sample_outputs(arch, paper_inputs, 10, 3000, seed=2)
-    sums = accumulate_moments(Ensemble(arch, paper_inputs, 10, 3000, 2, max_order=8, n_batches=3))
+    ens = Ensemble(arch, paper_inputs, 10, 3000, 2, max_order=8, n_batches=3, estimator="both")
+    sums = accumulate_moments(ens)
     T = nq.index_multisets(6, 8)
     expected = np.prod(f[:1000, None, :][..., T].squeeze(1), axis=-1).sum(0)
-    np.testing.assert_allclose(sums.sums[8][0], expected, rtol=1e-10)
+    np.testing.assert_allclose(sums.sums["outputs"][8][0], expected, rtol=1e-10)
+    # the kernel block: monomials of G - K, G = sb1^2 + sw1^2 h h^T / N of the same networks
+    with jax.enable_x64(True):
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(2), np.arange(1000))
+        h = jax.vmap(lambda k: arch.draw_layers(k, paper_inputs, 10, readout=False)[0])(keys)
+        G = jax.vmap(arch.readout_kernel)(h)
+    g = np.asarray(G)[:, *nq.index_multisets(6, 2).T] - pair_table(nq.kernel(arch, paper_inputs))
+    T = nq.index_multisets(21, 4)
+    expected = np.prod(g[:, T], axis=-1).sum(0)
+    np.testing.assert_allclose(sums.sums["kernel"][4][0], expected, rtol=1e-10)
 
 
 @pytest.mark.parametrize("arch", [nq.ErfNet(), nq.ReLUNet(d_in=2, sb0=0.5)])
@@ -108,8 +127,7 @@ def test_sums_do_not_depend_on_chunk_size_or_interruption(paper_inputs, chunk_si
         accumulate_moments(ens, chunk_size=chunk_size, resume=part),
     ):
         np.testing.assert_array_equal(sums.counts, ref.counts)
-        for k in ref.sums:
-            np.testing.assert_allclose(sums.sums[k], ref.sums[k], rtol=1e-11)
+        assert_sums_equal(sums, ref, rtol=1e-11)
 
 
 @pytest.mark.parametrize("chunk_size", [64, 1024])
@@ -122,8 +140,7 @@ def test_resuming_at_a_chunk_boundary_is_bit_identical(paper_inputs, chunk_size)
     accumulate_moments(ens, chunk_size=chunk_size, on_chunk=lambda snap: snapshots.append(snap()))
     for part in (snapshots[0], snapshots[len(snapshots) // 2]):
         resumed = accumulate_moments(ens, chunk_size=chunk_size, resume=part)
-        for k in whole.sums:
-            np.testing.assert_array_equal(resumed.sums[k], whole.sums[k])
+        assert_sums_equal(resumed, whole)
 
 
 def test_extending_an_ensemble_equals_one_run_bit_for_bit(paper_inputs):
@@ -132,8 +149,7 @@ def test_extending_an_ensemble_equals_one_run_bit_for_bit(paper_inputs):
     fresh = accumulate_moments(big)
     extended = accumulate_moments(big, resume=accumulate_moments(small).extended(6000))
     np.testing.assert_array_equal(extended.counts, fresh.counts)
-    for k in fresh.sums:
-        np.testing.assert_array_equal(extended.sums[k], fresh.sums[k])
+    assert_sums_equal(extended, fresh)
 
 
 def test_dask_cluster_gives_the_single_process_sums(paper_inputs):
@@ -147,6 +163,5 @@ def test_dask_cluster_gives_the_single_process_sums(paper_inputs):
         merged = distributed_moments(c, ens, n_tasks=5)
         via_correlators = nq.correlators(ens, client=c, check_errors=False)
     np.testing.assert_array_equal(merged.counts, single.counts)
-    for k in single.sums:
-        np.testing.assert_allclose(merged.sums[k], single.sums[k], rtol=1e-12)
-    np.testing.assert_allclose(via_correlators.sums.sums[4], single.sums[4], rtol=1e-12)
+    assert_sums_equal(merged, single, rtol=1e-12)
+    assert_sums_equal(via_correlators.sums, single, rtol=1e-12)

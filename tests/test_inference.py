@@ -17,7 +17,7 @@ RELU_X = np.linspace(0.2, 1.2, 6)[:, None]
 def _stats(arch, X, width, n, seed=0, max_order=4):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", nq.BatchErrorWarning)
-        return nq.correlators(arch, X, width, n, seed=seed, max_order=max_order)
+        return nq.correlators(arch, X, width, n, seed=seed, max_order=max_order, estimator="both")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ __all__ = [
     "index_multisets",
     "multiset_rank",
     "even_partitions",
+    "set_partitions",
+    "k_statistics",
     "partition_plan",
     "monomials",
     "cumulants_from_moments",
@@ -30,6 +32,8 @@ __all__ = [
     "gp_moments",
     "multiplicities",
     "union_ranks",
+    "pairing_ranks",
+    "shifted_moments",
 ]
 
 
@@ -76,6 +80,15 @@ def _binomial_table(m: int) -> np.ndarray:
 
 
 @cache
+def set_partitions(n: int, even: bool = False) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """Set partitions of ``range(n)`` (all of them, or those whose blocks all have even size).
+
+    Counts: the Bell numbers 1, 2, 5, 15, 52, ... for ``n = 1, 2, ...``; even ones: 1, 4, 31,
+    379 for ``n = 2, 4, 6, 8``.
+    """
+    return tuple(_partitions(tuple(range(n)), 2 if even else 1))
+
+
 def even_partitions(n: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
     """Set partitions of ``range(n)`` whose blocks all have even size.
 
@@ -83,19 +96,19 @@ def even_partitions(n: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
     vanishing odd correlators (the f -> -f symmetry of the parameter prior): 1 for n=2,
     4 for n=4, 31 for n=6, 379 for n=8.
     """
-    return tuple(_even_partitions(tuple(range(n))))
+    return set_partitions(n, even=True)
 
 
-def _even_partitions(items: tuple[int, ...]):
+def _partitions(items: tuple[int, ...], step: int):
     if not items:
         yield ()
         return
     first, rest = items[0], items[1:]
-    # The block holding `first` takes an odd number of the remaining items.
-    for size in range(1, len(rest) + 1, 2):
+    # The block holding `first` takes 0, 1, 2, ... (or, for even blocks, 1, 3, ...) others.
+    for size in range(step - 1, len(rest) + 1, step):
         for partners in itertools.combinations(rest, size):
             remaining = tuple(i for i in rest if i not in partners)
-            for tail in _even_partitions(remaining):
+            for tail in _partitions(remaining, step):
                 yield ((first, *partners), *tail)
 
 
@@ -122,8 +135,8 @@ def monomials(values, max_order: int) -> dict[int, object]:
 
 
 @cache
-def partition_plan(n_inputs: int, order: int):
-    """Gather plan for sums over even partitions of every multiset of ``order``.
+def partition_plan(n_inputs: int, order: int, even: bool = True):
+    """Gather plan for sums over the (even, or all) set partitions of every multiset of ``order``.
 
     Groups the partitions by their block sizes. For each group returns
     ``(block_sizes, block_ranks, n_blocks)`` where ``block_ranks[b]`` is an int array
@@ -132,7 +145,7 @@ def partition_plan(n_inputs: int, order: int):
     """
     tuples = index_multisets(n_inputs, order)
     groups: dict[tuple[int, ...], list] = {}
-    for partition in even_partitions(order):
+    for partition in set_partitions(order, even):
         ordered = tuple(sorted(partition, key=len, reverse=True))
         sizes = tuple(len(b) for b in ordered)
         groups.setdefault(sizes, []).append(ordered)
@@ -148,47 +161,92 @@ def partition_plan(n_inputs: int, order: int):
     return tuple(plan)
 
 
-def _partition_sum(tables, n_inputs, order, weight):
-    """``sum_pi weight(|pi|) prod_B tables[|B|][..., T_B]`` for each multiset T of ``order``.
+def _partition_sum(tables, n_inputs, order, weight, even=True):
+    """``sum_pi weight(sizes(pi)) prod_B tables[|B|][..., T_B]`` for each multiset T of ``order``.
 
-    Partitions with a block size missing from ``tables`` count as zero.
+    ``weight`` takes the block sizes of a partition (largest first). Partitions with a block size
+    missing from ``tables`` count as zero.
     """
     total = 0.0
-    for sizes, ranks in partition_plan(n_inputs, order):
+    for sizes, ranks in partition_plan(n_inputs, order, even):
         if any(size not in tables for size in sizes):
             continue
         term = 1.0
         for size, rank in zip(sizes, ranks, strict=True):
             term = term * tables[size][..., rank]
-        total = total + weight(len(sizes)) * term.sum(axis=-1)
+        total = total + weight(sizes) * term.sum(axis=-1)
     return total
 
 
-def cumulants_from_moments(moments: dict, n_inputs: int, max_order: int) -> dict:
-    """Joint cumulants of a field with vanishing odd correlators from its moments.
+def _mobius(sizes) -> int:
+    """Moebius function of the partition lattice: ``(-1)^(k-1) (k-1)!`` for k blocks."""
+    k = len(sizes)
+    return (-1) ** (k - 1) * math.factorial(k - 1)
 
-    ``moments``: ``{n: array (..., M_n)}`` for even ``n <= max_order`` (raw moments
-    ``E[f_i1 ... f_in]`` on index multisets). Returns ``{n: kappa_n}`` for even ``n``:
-    ``kappa_n(T) = sum_pi (-1)^(|pi|-1) (|pi|-1)! prod_B G(T_B)`` over even partitions, e.g.
-    ``kappa_4 = G_4 - sum_3 G_2 G_2`` and ``kappa_6 = G_6 - sum_15 G_4 G_2 + 2 sum_15 G_2 G_2 G_2``.
+
+def cumulants_from_moments(moments: dict, n_inputs: int, max_order: int, even: bool = True):
+    """Joint cumulants from raw moments on index multisets.
+
+    ``moments``: ``{n: array (..., M_n)}`` (``E[f_i1 ... f_in]``). With ``even=True`` (a field
+    with vanishing odd correlators) the even orders ``2..max_order`` over even partitions, e.g.
+    ``kappa_4 = G_4 - sum_3 G_2 G_2`` and ``kappa_6 = G_6 - sum_15 G_4 G_2 + 2 sum_15 G_2 G_2 G_2``;
+    with ``even=False`` every order ``1..max_order`` over all partitions. Returns ``{n: kappa_n}``:
+    ``kappa_n(T) = sum_pi (-1)^(|pi|-1) (|pi|-1)! prod_B G(T_B)``.
     """
-
-    def mobius(k):
-        return (-1) ** (k - 1) * math.factorial(k - 1)
-
-    return {n: _partition_sum(moments, n_inputs, n, mobius) for n in range(2, max_order + 1, 2)}
+    orders = range(2, max_order + 1, 2) if even else range(1, max_order + 1)
+    return {n: _partition_sum(moments, n_inputs, n, _mobius, even) for n in orders}
 
 
-def moments_from_cumulants(cumulants: dict, n_inputs: int, max_order: int) -> dict:
-    """Moments from joint cumulants (even orders only): ``G_n(T) = sum_pi prod_B kappa(T_B)``.
+def moments_from_cumulants(cumulants: dict, n_inputs: int, max_order: int, even: bool = True):
+    """Moments from joint cumulants: ``G_n(T) = sum_pi prod_B kappa(T_B)``.
 
-    With only ``kappa_2 = K`` given this is the Wick / Isserlis sum over pairings (the GP
-    prediction); orders missing from ``cumulants`` count as zero. Works on NumPy or JAX arrays
-    with leading batch dimensions.
+    With only ``kappa_2 = K`` given (``even=True``) this is the Wick / Isserlis sum over pairings
+    (the GP prediction); orders missing from ``cumulants`` count as zero. Works on NumPy or JAX
+    arrays with leading batch dimensions.
     """
-    return {
-        n: _partition_sum(cumulants, n_inputs, n, lambda k: 1) for n in range(2, max_order + 1, 2)
-    }
+    orders = range(2, max_order + 1, 2) if even else range(1, max_order + 1)
+    return {n: _partition_sum(cumulants, n_inputs, n, lambda sizes: 1, even) for n in orders}
+
+
+#: Coefficients of the k-statistics in power sums, by the block sizes of a partition and the
+#: sample size n: ``k_T = sum_pi c(sizes(pi), n) prod_B S_B`` (Fisher's unbiased cumulants).
+_K_STATISTIC = {
+    (1,): lambda n: 1 / n,
+    (2,): lambda n: 1 / (n - 1),
+    (1, 1): lambda n: -1 / (n * (n - 1)),
+    (3,): lambda n: n / ((n - 1) * (n - 2)),
+    (2, 1): lambda n: -1 / ((n - 1) * (n - 2)),
+    (1, 1, 1): lambda n: 2 / (n * (n - 1) * (n - 2)),
+    (4,): lambda n: n * (n + 1) / ((n - 1) * (n - 2) * (n - 3)),
+    (3, 1): lambda n: -(n + 1) / ((n - 1) * (n - 2) * (n - 3)),
+    (2, 2): lambda n: -1 / ((n - 2) * (n - 3)),
+    (2, 1, 1): lambda n: 2 / ((n - 1) * (n - 2) * (n - 3)),
+    (1, 1, 1, 1): lambda n: -6 / (n * (n - 1) * (n - 2) * (n - 3)),
+}
+
+
+def k_statistics(power_sums: dict, n, n_variables: int, order: int):
+    """Unbiased estimates of the joint cumulants of ``order`` (1..4) from power sums.
+
+    Args:
+        power_sums: ``{k: (..., C(V+k-1, k))}``: sums over the sample of every degree-k monomial
+            of the V variables, for ``k = 1..order``.
+        n: sample size (scalar, or ``(...)`` for the leading dims, e.g. jackknife blocks).
+        n_variables: V.
+        order: 1, 2, 3 or 4.
+
+    Returns:
+        ``(..., C(V+order-1, order))``: the multivariate k-statistics, e.g.
+        ``k_uv = (S_uv - S_u S_v / n) / (n - 1)`` (the unbiased covariance) and
+        ``k_uvw = (n S_uvw - sum_3 S_uv S_w + 2 S_u S_v S_w / n) / ((n - 1)(n - 2))``. Their
+        expectation is the joint cumulant exactly, for any distribution.
+    """
+    if order not in (1, 2, 3, 4):
+        raise ValueError(f"k-statistics are implemented for orders 1..4, got {order}")
+    n = np.asarray(n, dtype=np.float64)[..., None]
+    return _partition_sum(
+        power_sums, n_variables, order, lambda sizes: _K_STATISTIC[sizes](n), even=False
+    )
 
 
 def tuple_labels(n_inputs: int, order: int) -> list[str]:
@@ -235,3 +293,52 @@ def union_ranks(n_inputs: int, i: int, j: int) -> np.ndarray:
         axis=-1,
     )
     return multiset_rank(both, n_inputs)
+
+
+@cache
+def pairing_ranks(n_inputs: int, order: int) -> np.ndarray:
+    """For each multiset T of even ``order`` and each pairing of its positions, the rank of the
+    pairs among the ``order/2``-multisets of the ``C(P+1, 2)`` pairs ``i <= j``.
+
+    Returns int ``(C(P+order-1, order), (order-1)!!)``. With ``g`` a table over pairs (a symmetric
+    matrix through :func:`pair_table`), ``table_m[pairing_ranks(P, 2m)].sum(-1)`` is the sum over
+    pairings of a degree-m function of g, e.g. the Wick sum of ``E[g_p1 ... g_pm]``.
+    """
+    T = index_multisets(n_inputs, order)
+    pairings = [p for p in even_partitions(order) if all(len(b) == 2 for b in p)]
+    n_pairs = n_inputs * (n_inputs + 1) // 2
+    cols = []
+    for pairing in pairings:
+        pairs = np.stack([multiset_rank(T[:, list(b)], n_inputs) for b in pairing], axis=-1)
+        cols.append(multiset_rank(pairs, n_pairs))
+    out = np.stack(cols, axis=-1)
+    out.setflags(write=False)
+    return out
+
+
+@cache
+def _subset_plan(n_variables: int, order: int):
+    """For each subset S of the positions of a multiset of ``order``: ``(|S|, ranks (M,), rest
+    (M, k))``, the ranks of ``T[S]`` among |S|-multisets and the variables ``T[not S]``."""
+    T = index_multisets(n_variables, order)
+    plan = []
+    for size in range(order + 1):
+        for subset in itertools.combinations(range(order), size):
+            rest = [i for i in range(order) if i not in subset]
+            plan.append((size, multiset_rank(T[:, list(subset)], n_variables), T[:, rest]))
+    return tuple(plan)
+
+
+def shifted_moments(moments: dict, shift, n_variables: int, order: int):
+    """Raw moments of ``x + shift`` from those of x: ``E[prod_t (c_t + x_t)] =
+    sum_S prod_{t not in S} c_t E[prod_{t in S} x_t]`` over subsets S of the positions.
+
+    ``moments``: ``{k: (..., C(V+k-1, k))}`` for ``k = 1..order`` (``k = 0`` is 1); ``shift``:
+    ``(V,)``. Linear in the moments, so sample means stay unbiased. Returns ``(..., M_order)``.
+    """
+    shift = np.asarray(shift)
+    total = 0.0
+    for size, ranks, rest in _subset_plan(n_variables, order):
+        factor = np.prod(shift[rest], axis=-1) if rest.shape[-1] else 1.0
+        total = total + factor * (moments[size][..., ranks] if size else 1.0)
+    return total

@@ -1,17 +1,20 @@
-"""Measured correlators of an ensemble, with honest error bars (docs/physics.md §2).
+"""Measured correlators of an ensemble, with honest error bars (docs/physics.md §2, §5).
 
-Estimators (the mean of f vanishes exactly by the f -> -f symmetry, so raw moments are used):
+Two estimators of the same quantities (:mod:`nnqft_ppl.ensembles.estimators`):
 
-* ``G_n``: sample mean of ``f_i1 ... f_in`` over networks (unbiased).
-* ``kappa_n``: the plug-in moment-cumulant formula on the sample moments (even blocks only);
-  its bias is O(1/n_networks), far below its standard error.
-* errors: delete-one-batch jackknife over the contiguous batches of
-  :class:`~nnqft_ppl.ensembles.sampler.MomentSums` (valid for any smooth function of the
-  moments), giving standard errors and the full covariance between entries. For
-  single-hidden-layer nets the exact sampling covariance of ``kappa_4`` (from exact 8-pt
-  moments) is available too; :meth:`CorrelatorStats.error_ratio` compares the two and
-  :func:`correlators` warns when batch errors cannot be trusted (heavy tails: Gauss-net with
-  sb0 = 1).
+* ``"kernel"`` (default): from the last hidden layer's kernel ``G``: moments are the Wick sums
+  of the sample moments of G, connected correlators the pairing sums of its k-statistics;
+  unbiased, and their errors do not grow with the width.
+* ``"outputs"``: from the outputs' sample moments (``G_n`` unbiased, ``kappa_n`` by the
+  plug-in moment-cumulant formula, bias O(1/n_networks), far below its standard error). The
+  field-level likelihood needs these.
+
+Errors: delete-one-batch jackknife over the contiguous batches of
+:class:`~nnqft_ppl.ensembles.sampler.MomentSums` (valid for any smooth function of the sums),
+giving standard errors and the full covariance between entries. For single-hidden-layer nets
+the exact sampling covariance of ``kappa_4`` is available for both estimators too;
+:meth:`CorrelatorStats.error_ratio` compares the two and :func:`correlators` warns when batch
+errors cannot be trusted (heavy tails: Gauss-net with sb0 = 1).
 """
 
 from __future__ import annotations
@@ -23,21 +26,30 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..core.multisets import cumulants_from_moments, gp_moments, index_multisets
+from ..core.multisets import gp_moments, index_multisets
 from ..core.precision import float64
 from ..core.storage import open_store, write_store
 from ..core.tuples import tuple_array, tuple_covariance
 from ..core.validation import check_choice, check_order
 from ..networks.architectures import MLP, architecture_from_dict
 from ..networks.kernels import kernel
-from ..oracle.exact import exact_covariance
+from ..oracle.exact import exact_covariance, exact_kernel_covariance
 from .description import Ensemble
-from .sampler import MomentSums, accumulate_moments, output_degrees
+from .estimators import BLOCKS, StatisticTables, tables
+from .sampler import MomentSums, accumulate_moments, kernel_shift
 
-__all__ = ["CorrelatorStats", "correlators", "monte_carlo_kernel", "BatchErrorWarning"]
+__all__ = [
+    "CorrelatorStats",
+    "correlators",
+    "monte_carlo_kernel",
+    "BatchErrorWarning",
+    "SmallEnsembleWarning",
+]
 
 #: Batch (jackknife) errors of kappa_4 below this fraction of the exact ones trigger a warning.
 TRUSTED_ERROR_RATIO = 0.7
+#: Fewer networks than this give unreliable errors (few batches, non-Gaussian tails).
+MIN_NETWORKS = 1000
 _JACKKNIFE_BLOCK = 64  # leave-one-out estimates evaluated this many at a time (memory)
 KINDS = ("cumulant", "moment")
 METHODS = ("jackknife", "exact")
@@ -47,13 +59,18 @@ class BatchErrorWarning(UserWarning):
     """Jackknife (batch) errors disagree with the exact sampling errors."""
 
 
+class SmallEnsembleWarning(UserWarning):
+    """Too few networks for trustworthy estimates and errors."""
+
+
 @dataclass
 class CorrelatorStats:
     """Moments, connected correlators and their errors for one ensemble.
 
     Built by :func:`correlators`; every method returns xarray objects over ``tuple`` (index
     multisets in :func:`~nnqft_ppl.core.multisets.index_multisets` order, labels
-    ``"i,j,k,l"``).
+    ``"i,j,k,l"``). Methods take ``estimator=None`` (the ensemble's own: ``"kernel"`` when it
+    accumulated the kernel, else ``"outputs"``) or an explicit one the ensemble accumulated.
 
     Attributes:
         ensemble: the :class:`~nnqft_ppl.ensembles.description.Ensemble` measured.
@@ -77,6 +94,22 @@ class CorrelatorStats:
         """Networks accumulated."""
         return self.sums.n_accumulated
 
+    @property
+    def estimators(self) -> tuple[str, ...]:
+        """The estimators these statistics hold (``"kernel"`` and/or ``"outputs"``)."""
+        return tuple(self.sums.layouts)
+
+    def _estimator(self, estimator: str | None) -> str:
+        if estimator is None:
+            return "kernel" if "kernel" in self.sums.layouts else "outputs"
+        check_choice(estimator, BLOCKS, "estimator")
+        if estimator not in self.sums.layouts:
+            raise ValueError(
+                f"the {estimator!r} estimator was not accumulated (this ensemble has "
+                f"{', '.join(self.estimators)}); sample with estimator={estimator!r} or 'both'"
+            )
+        return estimator
+
     def _check(self, order: int) -> int:
         order = check_order(order)
         if order > self.max_order:
@@ -87,43 +120,37 @@ class CorrelatorStats:
         return order
 
     def _wrap(self, values, order: int, name: str, **attrs) -> xr.DataArray:
-        return tuple_array(
-            values,
-            self.n_inputs,
-            order,
-            name,
-            width=self.width,
-            n_networks=self.n_networks,
-            **attrs,
-        )
+        return tuple_array(values, self.n_inputs, order, name, width=self.width,
+                           n_networks=self.n_networks, **attrs)  # fmt: skip
 
-    def _moment_tables(self) -> dict:
-        """Sample moments ``{n: (M_n,)}`` of all accumulated orders."""
-        n = self.n_networks
-        return {k: s.sum(axis=0) / n for k, s in self.sums.sums.items()}
+    def _shift(self):
+        if "shift" not in self._cache:
+            self._cache["shift"] = kernel_shift(self.ensemble)
+        return self._cache["shift"]
 
-    def _cumulant_tables(self) -> dict:
-        if "cumulants" not in self._cache:
-            self._cache["cumulants"] = cumulants_from_moments(
-                self._moment_tables(), self.n_inputs, self.max_order
-            )
-        return self._cache["cumulants"]
+    def _tables(self, estimator: str, sums: dict, n) -> StatisticTables:
+        shift = self._shift() if estimator == "kernel" else None
+        return tables(estimator, sums, n, self.n_inputs, self.max_order, shift)
+
+    def _estimates(self, estimator: str) -> StatisticTables:
+        key = ("estimates", estimator)
+        if key not in self._cache:
+            total = {d: s.sum(axis=0) for d, s in self.sums.sums[estimator].items()}
+            self._cache[key] = self._tables(estimator, total, self.n_networks)
+        return self._cache[key]
 
     # ----------------------------------------------------------------- estimates
-    def moment(self, order: int) -> xr.DataArray:
-        """Sample ``G_n = E[f_i1 ... f_in]`` on unique multisets."""
-        order = self._check(order)
-        return self._wrap(self._moment_tables()[order], order, f"G_{order}")
+    def moment(self, order: int, estimator: str | None = None) -> xr.DataArray:
+        """Estimated ``G_n = E[f_i1 ... f_in]`` on unique multisets (unbiased)."""
+        order, estimator = self._check(order), self._estimator(estimator)
+        return self._wrap(self._estimates(estimator).moments[order], order, f"G_{order}",
+                          estimator=estimator)  # fmt: skip
 
-    def cumulant(self, order: int) -> xr.DataArray:
-        """Plug-in connected correlator ``kappa_n`` (``kappa_2`` is the 2-pt function)."""
-        order = self._check(order)
-        return self._wrap(
-            self._cumulant_tables()[order],
-            order,
-            f"kappa_{order}",
-            estimator="plug-in, known zero mean",
-        )
+    def cumulant(self, order: int, estimator: str | None = None) -> xr.DataArray:
+        """Estimated connected correlator ``kappa_n`` (``kappa_2`` is the 2-pt function)."""
+        order, estimator = self._check(order), self._estimator(estimator)
+        return self._wrap(self._estimates(estimator).cumulants[order], order, f"kappa_{order}",
+                          estimator=estimator)  # fmt: skip
 
     def gp_moment(self, order: int) -> xr.DataArray:
         """GP (Wick) prediction ``sum over pairings of K K ...`` with the exact kernel."""
@@ -132,77 +159,87 @@ class CorrelatorStats:
         return self._wrap(G, order, f"G_{order}_GP")
 
     # ----------------------------------------------------------------- errors
-    def _jackknife(self, kind: str, order: int) -> np.ndarray:
+    def _jackknife(self, kind: str, order: int, estimator: str) -> np.ndarray:
         """Leave-one-batch-out estimates ``(n_batches, M_order)`` of moments or cumulants."""
-        key = ("jack", kind, order)
+        key = ("jack", kind, order, estimator)
         if key in self._cache:
             return self._cache[key]
-        total = {k: s.sum(axis=0) for k, s in self.sums.sums.items()}
+        block = self.sums.sums[estimator]
+        total = {d: s.sum(axis=0) for d, s in block.items()}
         n_left = self.n_networks - self.sums.counts
-        if np.any(n_left <= 0):
+        if np.any(n_left <= 0) or self.sums.n_batches < 2:
             raise ValueError("the jackknife needs at least two non-empty batches")
-        blocks = []
+        parts = []
         for lo in range(0, self.sums.n_batches, _JACKKNIFE_BLOCK):
             sl = slice(lo, lo + _JACKKNIFE_BLOCK)
-            loo = {k: (total[k] - s[sl]) / n_left[sl, None] for k, s in self.sums.sums.items()}
-            if kind == "moment":
-                blocks.append(loo[order])
-            else:
-                blocks.append(cumulants_from_moments(loo, self.n_inputs, order)[order])
-        self._cache[key] = np.concatenate(blocks, axis=0)
+            loo = {d: total[d] - s[sl] for d, s in block.items()}
+            t = self._tables(estimator, loo, n_left[sl])
+            parts.append((t.moments if kind == "moment" else t.cumulants)[order])
+        self._cache[key] = np.concatenate(parts, axis=0)
         return self._cache[key]
 
-    def _jackknife_covariance(self, kind: str, order: int) -> np.ndarray:
-        est = self._jackknife(kind, order)
+    def _jackknife_covariance(self, kind: str, order: int, estimator: str) -> np.ndarray:
+        est = self._jackknife(kind, order, estimator)
         B = est.shape[0]
         dev = est - est.mean(axis=0)
         return (B - 1) / B * dev.T @ dev
 
-    def covariance(self, order: int, kind: str = "cumulant", method: str = "jackknife"):
+    def covariance(self, order: int, kind: str = "cumulant", method: str = "jackknife",
+                   estimator: str | None = None):  # fmt: skip
         """Covariance of the estimates of all entries: xarray ``(tuple, tuple_)``.
 
         Args:
             order: even order.
             kind: ``"cumulant"`` (kappa_n) or ``"moment"`` (G_n).
             method: ``"jackknife"`` (delete-one-batch) or ``"exact"`` (kappa_4 of
-                single-hidden-layer nets: exact sampling covariance / n_networks).
+                single-hidden-layer nets: the exact sampling covariance, from exact
+                single-neuron moments up to order 8).
+            estimator: ``"kernel"`` or ``"outputs"`` (default: the ensemble's own).
         """
-        order = self._check(order)
+        order, estimator = self._check(order), self._estimator(estimator)
         check_choice(kind, KINDS, "kind")
         check_choice(method, METHODS, "method")
         if method == "jackknife":
-            cov = self._jackknife_covariance(kind, order)
+            cov = self._jackknife_covariance(kind, order, estimator)
         else:
             if kind != "cumulant" or order != 4:
                 raise ValueError("method='exact' is available for the kappa_4 estimator only")
-            cov = self._exact_kappa4_covariance()
-        return tuple_covariance(cov, self.n_inputs, order, f"cov_{kind}_{order}", method=method)
+            cov = self._exact_kappa4_covariance(estimator)
+        return tuple_covariance(cov, self.n_inputs, order, f"cov_{kind}_{order}", method=method,
+                                estimator=estimator)  # fmt: skip
 
-    def _exact_kappa4_covariance(self) -> np.ndarray:
-        if "exact_cov" not in self._cache:
-            per_network = exact_covariance(self.arch, self.X, self.width, 4).values
-            self._cache["exact_cov"] = per_network / self.n_networks
-        return self._cache["exact_cov"]
+    def _exact_kappa4_covariance(self, estimator: str) -> np.ndarray:
+        key = ("exact_cov", estimator)
+        if key not in self._cache:
+            if estimator == "outputs":
+                per_network = exact_covariance(self.arch, self.X, self.width, 4).values
+                self._cache[key] = per_network / self.n_networks
+            else:
+                exact = exact_kernel_covariance(self.arch, self.X, self.width)
+                self._cache[key] = exact.at(self.n_networks)
+        return self._cache[key]
 
-    def stderr(self, order: int, kind: str = "cumulant", method: str = "jackknife"):
+    def stderr(self, order: int, kind: str = "cumulant", method: str = "jackknife",
+               estimator: str | None = None):  # fmt: skip
         """Standard errors of every entry (sqrt of the covariance diagonal)."""
-        cov = self.covariance(order, kind, method)
+        cov = self.covariance(order, kind, method, estimator)
         se = np.sqrt(np.clip(np.diagonal(cov.values), 0, None))
         name = ("kappa" if kind == "cumulant" else "G") + f"_{order}_stderr"
-        return self._wrap(se, order, name, method=method)
+        return self._wrap(se, order, name, method=method, estimator=cov.attrs["estimator"])
 
-    def error_ratio(self) -> xr.DataArray:
+    def error_ratio(self, estimator: str | None = None) -> xr.DataArray:
         """Jackknife over exact standard errors of kappa_4, per entry (single hidden layer).
 
         Near 1 for light-tailed ensembles; well below 1 means the batches have not sampled
         the tails that dominate the 8-pt moments, and batch errors are too small.
         """
-        ratio = self.stderr(4).values / self.stderr(4, method="exact").values
+        jack = self.stderr(4, estimator=estimator).values
+        ratio = jack / self.stderr(4, method="exact", estimator=estimator).values
         return self._wrap(ratio, 4, "kappa_4_error_ratio")
 
-    def check_errors(self) -> float:
+    def check_errors(self, estimator: str | None = None) -> float:
         """Median jackknife/exact error ratio of kappa_4; warns when batch errors are too small."""
-        ratio = float(np.median(self.error_ratio().values))
+        ratio = float(np.median(self.error_ratio(estimator).values))
         # Jackknife standard errors from B batches scatter by ~1/sqrt(2B): few batches must
         # not raise the heavy-tail alarm by chance.
         threshold = min(TRUSTED_ERROR_RATIO, 1 - 5 / np.sqrt(2 * self.sums.n_batches))
@@ -216,15 +253,15 @@ class CorrelatorStats:
             )
         return ratio
 
-    def deviation(self, order: int) -> xr.Dataset:
+    def deviation(self, order: int, estimator: str | None = None) -> xr.Dataset:
         """The normalised deviation from the GP and its noise background.
 
         ``m_n = mean_tuples |G_n - G_n,GP| / |G_n,GP|``; ``background`` replaces
         ``|G_n - G_n,GP|`` by the jackknife standard error of ``G_n`` (the spread across
         batches, scaled to the whole ensemble), so ``m_n`` is resolved when it exceeds it.
         """
-        G, GP = self.moment(order).values, self.gp_moment(order).values
-        se = self.stderr(order, kind="moment").values
+        G, GP = self.moment(order, estimator).values, self.gp_moment(order).values
+        se = self.stderr(order, kind="moment", estimator=estimator).values
         return xr.Dataset(
             {
                 "m": np.mean(np.abs(G - GP) / np.abs(GP)),
@@ -239,12 +276,16 @@ class CorrelatorStats:
         self-describing: the architecture and ensemble settings as attributes, the inputs, and
         the moments and cumulants of each order over their labelled ``tuple_<n>`` dims."""
         e = self.ensemble
-        data = {f"sums_{n}": (("batch", f"tuple_{n}"), s) for n, s in self.sums.sums.items()}
+        data = {
+            f"sums_{b}_{d}": (("batch", f"monomial_{b}_{d}"), s)
+            for b, block in self.sums.sums.items()
+            for d, s in block.items()
+        }
         data["counts"] = (("batch",), self.sums.counts)
         data["inputs"] = (("input", "dim"), self.X)
         coords = {}
-        if self.n_networks > 0:
-            for n in self.sums.sums:
+        if self.n_networks > 1:
+            for n in range(2, self.max_order + 1, 2):
                 dim = f"tuple_{n}"
                 coords[dim] = self.moment(n).tuple.values
                 data[f"G_{n}"] = ((dim,), self.moment(n).values)
@@ -252,36 +293,27 @@ class CorrelatorStats:
         attrs = {f"architecture_{k}": v for k, v in e.arch.to_dict().items()}
         attrs |= {f.name: getattr(e, f.name) for f in fields(e) if f.name not in ("arch", "X")}
         attrs["n_accumulated"] = self.n_networks
-        attrs["estimator"] = "outputs"
+        attrs["store"] = "nnqft correlator statistics"
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset) -> CorrelatorStats:
         """Inverse of :meth:`to_dataset`."""
         a = ds.attrs
-        if "architecture_kind" not in a or "counts" not in ds:
-            raise ValueError(
-                "not a correlator-statistics store (written by nnqft correlate or "
-                "CorrelatorStats.save)"
-            )
+        if a.get("store") != "nnqft correlator statistics" or "counts" not in ds:
+            raise ValueError("not a correlator-statistics store (written by nnqft correlate or "
+                             "CorrelatorStats.save)")  # fmt: skip
         arch = architecture_from_dict(
-            {
-                k.removeprefix("architecture_"): _plain(v)
-                for k, v in a.items()
-                if k.startswith("architecture_")
-            }
-        )
+            {k.removeprefix("architecture_"): _plain(v) for k, v in a.items()
+             if k.startswith("architecture_")}
+        )  # fmt: skip
         names = [f.name for f in fields(Ensemble) if f.name not in ("arch", "X")]
         ensemble = Ensemble(arch, ds["inputs"].values, **{k: _plain(a[k]) for k in names})
-        degrees = output_degrees(ensemble.max_order)
-        sums = MomentSums(
-            ensemble.n_inputs,
-            degrees,
-            ensemble.n_networks,
-            ensemble.batch_size,
-            {n: ds[f"sums_{n}"].values.copy() for n in degrees},
-            ds["counts"].values.copy(),
-        )
+        sums = MomentSums.for_ensemble(ensemble)
+        for b, block in sums.sums.items():
+            for d in block:
+                block[d] = ds[f"sums_{b}_{d}"].values.copy()
+        sums.counts = ds["counts"].values.copy()
         return cls(ensemble, sums)
 
     def save(self, path) -> Path:
@@ -310,6 +342,7 @@ def correlators(
     max_order: int = 4,
     n_batches: int = 1000,
     dtype: str = "float64",
+    estimator: str = "kernel",
     chunk_size: int | None = None,
     client=None,
     progress: bool = False,
@@ -329,6 +362,9 @@ def correlators(
         n_batches: jackknife batches (more than the number of entries whose covariance you
             need: 126 for kappa_4, 462 for kappa_6 at P = 6).
         dtype: ``"float64"`` or ``"float32"`` parameter draws and forward pass.
+        estimator: ``"kernel"`` (connected correlators from the last hidden layer's kernel:
+            errors that do not grow with N), ``"outputs"`` (from the outputs' moments; needed by
+            the field-level likelihood) or ``"both"``.
         chunk_size: networks per compiled chunk; results do not depend on it.
         client: a ``dask.distributed.Client``: split the ensemble over its workers (same
             result as one process, to rounding).
@@ -350,7 +386,8 @@ def correlators(
     else:
         if X is None or width is None or n_networks is None:
             raise ValueError("correlators needs X, width and n_networks (or an Ensemble)")
-        ensemble = Ensemble(arch, X, width, n_networks, seed, max_order, n_batches, dtype=dtype)
+        ensemble = Ensemble(arch, X, width, n_networks, seed, max_order, n_batches, dtype=dtype,
+                            estimator=estimator)  # fmt: skip
     if client is not None:
         from .distributed import distributed_moments
 
@@ -358,8 +395,16 @@ def correlators(
     else:
         sums = accumulate_moments(ensemble, chunk_size=chunk_size, progress=progress)
     stats = CorrelatorStats(ensemble, sums)
+    if stats.n_networks < MIN_NETWORKS:
+        warnings.warn(
+            f"{ensemble.label}: {stats.n_networks} networks are too few for trustworthy "
+            f"correlators and errors (fewer than {MIN_NETWORKS}: few batches, unsampled tails)",
+            SmallEnsembleWarning,
+            stacklevel=3,  # the caller of correlators (through the float64 wrapper)
+        )
     if check_errors and ensemble.arch.depth == 1 and ensemble.max_order >= 4 and sums.n_batches > 1:
-        stats.check_errors()
+        for estimator in stats.estimators:
+            stats.check_errors(estimator)
     return stats
 
 

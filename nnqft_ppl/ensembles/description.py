@@ -3,10 +3,10 @@ Dask, the cache and the command line alike.
 
 An :class:`Ensemble` says *which* networks (architecture, width, seed: network ``a`` always has
 the parameters drawn from ``fold_in(PRNGKey(seed), a)``), *where* they are evaluated (inputs X),
-*how many* (``n_networks``), *which statistics* are accumulated (even orders up to
-``max_order``) and *how they are batched* for errors (contiguous batches of ``batch_size``
-networks). Two descriptions are equal exactly when their :attr:`Ensemble.key` is: the one cache
-identity of stored statistics.
+*how many* (``n_networks``), *which statistics* are accumulated (the ``estimator``'s variables,
+for correlators up to ``max_order``) and *how they are batched* for errors (contiguous batches
+of ``batch_size`` networks). Two descriptions are equal exactly when their :attr:`Ensemble.key`
+is: the one cache identity of stored statistics.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.validation import check_choice, check_inputs, check_order, check_positive_int
 from ..networks.architectures import MLP, architecture_from_dict
+from .estimators import ESTIMATORS
 
 __all__ = ["Ensemble", "DTYPES"]
 
@@ -43,6 +44,10 @@ class Ensemble:
         batch_size: networks per batch (default ``ceil(n_networks / n_batches)``); keep it
             fixed to extend an ensemble (:meth:`extended`).
         dtype: ``"float64"`` or ``"float32"`` parameter draws and forward pass.
+        estimator: ``"kernel"`` (default: connected correlators from the last hidden layer's
+            kernel, errors that do not grow with N), ``"outputs"`` (from the outputs' moments;
+            the field-level likelihood needs these) or ``"both"`` (the two from the same
+            networks). See :mod:`nnqft_ppl.ensembles.estimators`.
 
     Example:
         >>> ens = Ensemble(ErfNet(), X, width=5, n_networks=10**6, max_order=6)
@@ -58,6 +63,7 @@ class Ensemble:
     n_batches: int = 1000
     batch_size: int | None = None
     dtype: str = "float64"
+    estimator: str = "kernel"
 
     def __post_init__(self):
         if not isinstance(self.arch, MLP):
@@ -84,6 +90,7 @@ class Ensemble:
             ("batch_size", size),
             ("n_batches", math.ceil(n / size)),
             ("dtype", check_choice(self.dtype, DTYPES, "dtype")),
+            ("estimator", check_choice(self.estimator, ESTIMATORS, "estimator")),
         ):
             object.__setattr__(self, name, value)
 

@@ -28,11 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.multisets import index_multisets, monomials, multiset_rank
+from ..core.multisets import index_multisets, monomials, multiset_rank, pair_table
 from ..core.precision import float64
 from ..core.progress import progress_bar
 from ..core.validation import check_positive_int
+from ..networks.kernels import kernel
 from .description import Ensemble
+from .estimators import blocks_of, kernel_center, layout
 
 __all__ = ["MomentSums", "accumulate_moments", "sample_outputs", "iter_output_chunks"]
 
@@ -45,27 +47,35 @@ class MomentSums:
     """Per-batch monomial sums of an ensemble: the mergeable accumulator.
 
     Attributes:
-        n_variables: number of per-network variables V (the P outputs).
-        degrees: accumulated monomial degrees (even ones up to ``max_order`` for outputs).
+        layouts: ``{block: Layout(n_variables, degrees)}``: the per-network variables
+            (``"outputs"``: the P outputs; ``"kernel"``: the entries of ``G - K``) and the monomial
+            degrees accumulated for each.
         n_networks: size of the whole ensemble (fixes the batch layout with ``batch_size``).
         batch_size: networks per batch (the last batch may be shorter).
-        sums: ``{n: float64 (n_batches, C(V+n-1, n))}`` for each degree n.
+        sums: ``{block: {degree: float64 (n_batches, C(V+degree-1, degree))}}``.
         counts: ``(n_batches,)`` networks accumulated into each batch so far.
     """
 
-    n_variables: int
-    degrees: tuple
+    layouts: dict
     n_networks: int
     batch_size: int
     sums: dict = field(repr=False)
     counts: np.ndarray = field(repr=False)
 
     @classmethod
-    def empty(cls, n_variables: int, degrees, n_networks: int, batch_size: int) -> MomentSums:
+    def empty(cls, layouts: dict, n_networks: int, batch_size: int) -> MomentSums:
         """Zero sums for ``n_networks`` networks in batches of ``batch_size``."""
         n_batches = math.ceil(n_networks / batch_size)
-        sums = {n: np.zeros((n_batches, len(index_multisets(n_variables, n)))) for n in degrees}
-        return cls(n_variables, tuple(degrees), n_networks, batch_size, sums, np.zeros(n_batches))
+        sums = {
+            block: {d: np.zeros((n_batches, len(index_multisets(V, d)))) for d in degrees}
+            for block, (V, degrees) in layouts.items()
+        }
+        return cls(dict(layouts), n_networks, batch_size, sums, np.zeros(n_batches))
+
+    @classmethod
+    def for_ensemble(cls, ensemble: Ensemble) -> MomentSums:
+        """Zero sums with the layout ``ensemble`` accumulates."""
+        return cls.empty(ensemble_layouts(ensemble), ensemble.n_networks, ensemble.batch_size)
 
     @property
     def n_batches(self) -> int:
@@ -76,39 +86,44 @@ class MomentSums:
         """Networks accumulated so far."""
         return int(self.counts.sum())
 
-    @property
-    def max_degree(self) -> int:
-        return max(self.degrees)
-
     def _layout(self) -> tuple:
-        return self.n_variables, self.degrees, self.n_networks, self.batch_size
+        return self.layouts, self.n_networks, self.batch_size
 
     def merge(self, other: MomentSums) -> MomentSums:
         """Sums of two accumulators over disjoint network ranges of the same ensemble."""
         if self._layout() != other._layout():
             raise ValueError("can only merge moment sums of the same ensemble layout")
-        sums = {n: self.sums[n] + other.sums[n] for n in self.sums}
+        sums = jax.tree.map(np.add, self.sums, other.sums)
         return replace(self, sums=sums, counts=self.counts + other.counts)
 
     def extended(self, n_networks: int) -> MomentSums:
         """The same sums as the first networks of a larger ensemble (same batch size)."""
         if n_networks < self.n_networks:
             raise ValueError(f"cannot shrink an ensemble from {self.n_networks} to {n_networks}")
-        bigger = MomentSums.empty(self.n_variables, self.degrees, n_networks, self.batch_size)
-        for n, s in self.sums.items():
-            bigger.sums[n][: self.n_batches] = s
+        bigger = MomentSums.empty(self.layouts, n_networks, self.batch_size)
+        for b, block in self.sums.items():
+            for d, s in block.items():
+                bigger.sums[b][d][: self.n_batches] = s
         bigger.counts[: self.n_batches] = self.counts
         return bigger
 
 
-def output_degrees(max_order: int) -> tuple[int, ...]:
-    """Monomial degrees accumulated for the output estimator: the even orders up to max_order."""
-    return tuple(range(2, max_order + 1, 2))
+def ensemble_layouts(ensemble: Ensemble) -> dict:
+    """``{block: Layout}`` of the variables ``ensemble`` accumulates."""
+    return {
+        block: layout(block, ensemble.n_inputs, ensemble.max_order)
+        for block in blocks_of(ensemble.estimator)
+    }
+
+
+def kernel_shift(ensemble: Ensemble) -> np.ndarray:
+    """The fixed shift K of the kernel variables (the GP kernel on the pairs): ``(C(P+1, 2),)``."""
+    return kernel_center(kernel(ensemble.arch, ensemble.X))
 
 
 def _default_chunk(ensemble: Ensemble) -> int:
-    per_network = ensemble.arch.n_parameters(ensemble.width) + len(
-        index_multisets(ensemble.n_inputs, ensemble.max_order)
+    per_network = ensemble.arch.n_parameters(ensemble.width) + sum(
+        len(index_multisets(V, max(degrees))) for V, degrees in ensemble_layouts(ensemble).values()
     )
     chunk = max(256, min(1 << 16, _NORMALS_PER_CHUNK // per_network))
     return 1 << int(math.log2(chunk))
@@ -160,27 +175,49 @@ def _weighted_sum(weights, values):
     return weights @ values
 
 
-@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "degrees", "batch_size"))
-def _cell_sums(arch, X, width, root, cell, lo, stop, chunk, dtype, degrees, batch_size):
+def _features(arch, X, width, keys, dtype, blocks: tuple, shift):
+    """Per-network variables of each block: ``{block: (chunk, V)}`` (float64)."""
+
+    def one(key):
+        h, f = arch.draw_layers(key, X, width, dtype, readout="outputs" in blocks)
+        out = {}
+        if "outputs" in blocks:
+            out["outputs"] = f.astype(jnp.float64)
+        if "kernel" in blocks:
+            out["kernel"] = pair_table(arch.readout_kernel(h.astype(jnp.float64))) - shift
+        return out
+
+    return jax.vmap(one)(keys)
+
+
+@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "layouts", "batch_size"))
+def _cell_sums(arch, X, width, root, cell, lo, stop, chunk, dtype, layouts, batch_size, shift):
     """Monomial sums of the valid networks ``[max(lo, cell), min(stop, cell + chunk))`` of the
     grid cell starting at ``cell``, per batch slot ``cell // batch_size + s``.
 
     A cell of whole batches (``chunk`` a multiple of ``batch_size``) is reshaped to
     ``(batch, network, V)``; a shorter one touches at most two batches, told apart by weights.
-    Returns ``({n: (S, M_n)}, counts (S,))``.
+    ``layouts``: ``((block, degrees), ...)``. Returns ``({block: {degree: (S, M)}}, counts (S,))``.
     """
-    f = _draw_chunk(arch, X, width, root, cell, chunk, dtype).astype(jnp.float64)
     index = cell + jnp.arange(chunk)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(root, index)
+    blocks = tuple(block for block, _ in layouts)
+    features = _features(arch, X, width, keys, dtype, blocks, shift)
     valid = (index >= lo) & (index < stop)
-    values = jnp.where(valid[:, None], f, 0.0)
     if chunk % batch_size == 0:
         n_slots = chunk // batch_size
         weights = valid.reshape(n_slots, batch_size).astype(jnp.float64)
-        values = values.reshape(n_slots, batch_size, -1)
+        group = lambda v: v.reshape(n_slots, batch_size, -1)  # noqa: E731
     else:
         slot = index // batch_size - cell // batch_size
-        weights = ((slot[None, :] == jnp.arange(2)[:, None]) & valid[None, :]).astype(jnp.float64)
-    return _slot_sums(weights, values, degrees), weights.sum(axis=1)
+        member = (slot[None, :] == jnp.arange(2)[:, None]) & valid[None, :]
+        weights = member.astype(jnp.float64)
+        group = lambda v: v  # noqa: E731
+    sums = {
+        block: _slot_sums(weights, group(jnp.where(valid[:, None], features[block], 0.0)), degrees)
+        for block, degrees in layouts
+    }
+    return sums, weights.sum(axis=1)
 
 
 @partial(jax.jit, donate_argnums=(0, 1))
@@ -196,7 +233,7 @@ def _add_rows(acc_sums: dict, acc_counts, part: dict, counts, first_row):
         block = jax.lax.dynamic_slice(acc, start, rows.shape)
         return jax.lax.dynamic_update_slice(acc, block + rows, start)
 
-    return {n: add(acc_sums[n], part[n]) for n in acc_sums}, add(acc_counts, counts)
+    return jax.tree.map(add, acc_sums, part), add(acc_counts, counts)
 
 
 def _cell_length(chunk: int, batch_size: int) -> int:
@@ -244,9 +281,8 @@ def accumulate_moments(
     if not isinstance(ensemble, Ensemble):
         raise ValueError(f"ensemble must be an nq.Ensemble, got {type(ensemble).__name__}")
     e = ensemble
-    degrees = output_degrees(e.max_order)
-    sums = resume or MomentSums.empty(e.n_inputs, degrees, e.n_networks, e.batch_size)
-    if sums._layout() != (e.n_inputs, degrees, e.n_networks, e.batch_size):
+    sums = resume or MomentSums.for_ensemble(e)
+    if sums._layout() != MomentSums.for_ensemble(e)._layout():
         raise ValueError("resume holds the sums of a different ensemble layout")
     start = (sums.n_accumulated if resume is not None else 0) if start is None else start
     stop = e.n_networks if stop is None else stop
@@ -257,15 +293,17 @@ def accumulate_moments(
     cell = _cell_length(chunk, bs)
     root = jax.random.PRNGKey(e.seed)
     X = jnp.asarray(e.X)
+    layouts = tuple((block, lay.degrees) for block, lay in sums.layouts.items())
+    shift = jnp.asarray(kernel_shift(e) if "kernel" in sums.layouts else 0.0)
     n_slots = cell // bs if cell % bs == 0 else 2
     # The device accumulator continues from the given sums (padded so every cell's rows are in
     # range): a resumed run adds the same numbers in the same order as an uninterrupted one.
-    acc = {n: jnp.pad(jnp.asarray(s), ((0, n_slots), (0, 0))) for n, s in sums.sums.items()}
+    acc = jax.tree.map(lambda s: jnp.pad(jnp.asarray(s), ((0, n_slots), (0, 0))), sums.sums)
     acc_counts = jnp.pad(jnp.asarray(sums.counts), (0, n_slots))
 
     def snapshot() -> MomentSums:
         """Host copy of everything accumulated so far."""
-        host = {n: np.array(acc[n])[: sums.n_batches] for n in sums.sums}
+        host = jax.tree.map(lambda a: np.array(a)[: sums.n_batches], acc)
         counts = np.array(acc_counts)[: sums.n_batches]
         return replace(sums, sums=host, counts=counts)
 
@@ -274,18 +312,9 @@ def accumulate_moments(
         while lo < stop:
             first = (lo // cell) * cell
             part, counts = _cell_sums(
-                e.arch,
-                X,
-                e.width,
-                root,
-                first,
-                lo,
-                stop,
-                cell,
-                _JAX_DTYPES[e.dtype],
-                degrees,
-                bs,
-            )
+                e.arch, X, e.width, root, first, lo, stop, cell, _JAX_DTYPES[e.dtype], layouts,
+                bs, shift,
+            )  # fmt: skip
             acc, acc_counts = _add_rows(acc, acc_counts, part, counts, first // bs)
             step = min(first + cell, stop) - lo
             lo += step

@@ -276,6 +276,7 @@ def correlator_data(
     cutoff=None,
     covariance="auto",
     rtol: float = DEFAULT_RTOL,
+    estimator: str | None = None,
 ) -> CorrelatorData:
     """Correlator-likelihood data from measured correlators.
 
@@ -288,6 +289,8 @@ def correlator_data(
             nets, the honest one for heavy tails; jackknife otherwise), ``"exact"``,
             ``"jackknife"``, or an ``(M, M)`` array.
         rtol: eigenvalues of the covariance below ``rtol * max`` are dropped (projection).
+        estimator: which measured correlators (``"kernel"`` or ``"outputs"``; default the
+            ensemble's own, the kernel estimator when it was accumulated).
 
     Returns:
         :class:`CorrelatorData`; default priors ``Normal(0, prior_scale)`` with ``prior_scale``
@@ -300,25 +303,26 @@ def correlator_data(
     form = _check_form(Constant() if form is None else form)
     arch, X = stats.arch, stats.X
     order = form.order
-    k = stats.cumulant(order).values
+    k = stats.cumulant(order, estimator)
+    estimator = k.attrs["estimator"]
     if isinstance(covariance, str):
         check_choice(covariance, COVARIANCE_METHODS, "covariance")
         exact_ok = order == 4 and arch.depth == 1
         method = ("exact" if exact_ok else "jackknife") if covariance == "auto" else covariance
-        C = stats.covariance(order, method=method).values
+        C = stats.covariance(order, method=method, estimator=estimator).values
     else:
         method, C = "given", np.asarray(covariance, dtype=np.float64)
     design = form.design_matrix(arch, X, cutoff)
     return CorrelatorData.from_arrays(
         form.names,
-        k,
+        k.values,
         design,
         C,
         order,
         default_prior_scale(arch, X, design, order),
         rtol,
         tuple_labels(X.shape[0], order),
-        covariance_method=method,
+        covariance_method=f"{method} ({estimator} estimator)",
         n_networks=stats.n_networks,
         width=stats.width,
     )
@@ -643,8 +647,13 @@ def field_statistics(
     rtol = field_rtol(n) if rtol is None else rtol
     t = _field_tensors(arch, X, form, cutoff, rtol)
     coeffs = t.coefficients
+    if "outputs" not in stats.sums.sums:
+        raise ValueError(
+            "the field-level likelihood needs the outputs' moment sums: measure the ensemble with "
+            "estimator='outputs' or 'both' (this one holds the kernel estimator only)"
+        )
     counts = stats.sums.counts
-    sums = {0: counts[:, None], **stats.sums.sums}
+    sums = {0: counts[:, None], **stats.sums.sums["outputs"]}
     batch_sums = sum(sums[j] @ c for j, c in coeffs.items())
     good = counts > 0
     batch_means = batch_sums[good] / counts[good, None]

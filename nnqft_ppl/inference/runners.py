@@ -260,6 +260,7 @@ def infer(
     seed: int = 0,
     prior=None,
     covariance="auto",
+    estimator: str | None = None,
     rtol: float | None = None,
     sandwich: str = "auto",
     width: str = "sandwich",
@@ -282,6 +283,8 @@ def infer(
         prior: None (``Normal(0, s)``, s = the coupling whose first-order correlator equals
             the free one), a numpyro distribution, or ``{name: distribution}``.
         covariance: correlator covariance: ``"auto"`` | ``"exact"`` | ``"jackknife"`` | array.
+        estimator: the measured correlators of the correlator likelihood: ``"kernel"`` or
+            ``"outputs"`` (default: the ensemble's own, the kernel estimator when accumulated).
         rtol: relative eigenvalue cutoff (correlator covariance: 1e-12; kernel for the field
             likelihood: :func:`~nnqft_ppl.inference.likelihoods.field_rtol`).
         sandwich, width: field likelihood: how ``Cov(A)`` is obtained and which width is used
@@ -303,7 +306,8 @@ def infer(
     settings = _settings(method)
     form = Constant() if form is None else form
     corr_rtol = DEFAULT_RTOL if likelihood == "field" or rtol is None else rtol
-    data = correlator_data(stats, form, cutoff=cutoff, covariance=covariance, rtol=corr_rtol)
+    data = correlator_data(stats, form, cutoff=cutoff, covariance=covariance, rtol=corr_rtol,
+                           estimator=estimator)  # fmt: skip
     info = {
         "form": type(form).__name__,
         "cutoff": "inf" if cutoff is None else float(cutoff),

@@ -142,28 +142,59 @@ class MLP:
         params[f"b{self.depth}"] = self.sb1 * theta[offset + n]
         return params
 
+    def hidden(self, params: dict, X: jnp.ndarray) -> jnp.ndarray:
+        """The last hidden layer's activations ``(P, N)`` of one network (``params`` as from
+        :meth:`unflatten`; the readout entries are not used)."""
+        q = self.sb0**2 + self.sw0**2 * jnp.sum(X * X, axis=-1) / self.d_in  # Var z^0(x)
+        h = self.phi(X @ params["W0"].T + params["b0"], q[:, None])  # (P, N)
+        for layer in range(1, self.depth):
+            h = self.phi(h @ params[f"W{layer}"].T + params[f"b{layer}"], None)
+        return h
+
     def apply(self, params: dict, X: jnp.ndarray) -> jnp.ndarray:
         """Outputs of one network: ``params`` (as from :meth:`unflatten`), ``X (P, d) -> (P,)``.
 
         Vectorise over networks with ``jax.vmap(arch.apply, (0, None))``.
         """
-        q = self.sb0**2 + self.sw0**2 * jnp.sum(X * X, axis=-1) / self.d_in  # Var z^0(x)
-        h = self.phi(X @ params["W0"].T + params["b0"], q[:, None])  # (P, N)
-        for layer in range(1, self.depth):
-            h = self.phi(h @ params[f"W{layer}"].T + params[f"b{layer}"], None)
-        return h @ params[f"W{self.depth}"] + params[f"b{self.depth}"]
+        return self.hidden(params, X) @ params[f"W{self.depth}"] + params[f"b{self.depth}"]
 
-    def draw_outputs(self, key: jax.Array, X: jnp.ndarray, width: int, dtype=jnp.float64):
-        """Outputs ``(P,)`` of the network whose parameters come from ``key``.
+    def readout_kernel(self, h: jnp.ndarray) -> jnp.ndarray:
+        """``G_hat = sb1^2 + (sw1^2 / N) h h^T``: ``h (P, N) -> (P, P)``, the covariance of the
+        outputs given the last hidden layer (the readout is Gaussian and independent of it)."""
+        return self.sb1**2 + (self.sw1**2 / h.shape[-1]) * (h @ h.T)
+
+    def n_hidden_parameters(self, width: int) -> int:
+        """Parameters before the readout: the first ``n_hidden_parameters`` entries of theta."""
+        return self.n_parameters(width) - width - 1
+
+    def draw_layers(self, key: jax.Array, X: jnp.ndarray, width: int, dtype=jnp.float64, *,
+                    readout: bool = True):  # fmt: skip
+        """``(h (P, N), f (P,) or None)``: last hidden layer and outputs of the network whose
+        parameters come from ``key``.
 
         One ``jax.random.normal`` call per network: with the threefry generator, network
         ``fold_in(root, a)`` gets bit-identical parameters alone or inside any vmapped chunk.
+        With ``readout=False`` only the hidden parameters are drawn: with JAX's (default)
+        partitionable threefry they are the first entries of the full draw, so the hidden layer
+        is the same network's.
         """
-        theta = jax.random.normal(key, (self.n_parameters(width),), dtype=dtype)
+        prefix = not readout and jax.config.jax_threefry_partitionable
+        size = self.n_hidden_parameters(width) if prefix else self.n_parameters(width)
+        theta = jax.random.normal(key, (size,), dtype=dtype)
         # Without the barrier XLA fuses the threefry hash into every consumer of theta and
         # recomputes it several times (measured: 5x slower sampling).
         theta = jax.lax.optimization_barrier(theta)
-        return self.apply(self.unflatten(theta, width), X.astype(dtype))
+        if prefix:  # pad the readout slots so unflatten keeps its layout (they are unused)
+            theta = jnp.concatenate([theta, jnp.zeros(width + 1, dtype)])
+        params = self.unflatten(theta, width)
+        h = self.hidden(params, X.astype(dtype))
+        if not readout:
+            return h, None
+        return h, h @ params[f"W{self.depth}"] + params[f"b{self.depth}"]
+
+    def draw_outputs(self, key: jax.Array, X: jnp.ndarray, width: int, dtype=jnp.float64):
+        """Outputs ``(P,)`` of the network whose parameters come from ``key``."""
+        return self.draw_layers(key, X, width, dtype)[1]
 
     # ----------------------------------------------------------------- NumPyro model
     def numpyro_model(self, X, width: int, n_networks: int | None = None):

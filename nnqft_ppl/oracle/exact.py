@@ -15,6 +15,8 @@ estimator, which batch means cannot estimate for heavy-tailed ensembles.
 from __future__ import annotations
 
 import math
+from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -24,6 +26,8 @@ from ..core.multisets import (
     index_multisets,
     moments_from_cumulants,
     monomials,
+    multiset_rank,
+    pairing_ranks,
     partition_plan,
     union_ranks,
 )
@@ -43,6 +47,10 @@ __all__ = [
     "estimator_influence",
     "estimator_covariance",
     "monomial_covariance",
+    "kernel_cumulants",
+    "exact_kernel_covariance",
+    "exact_kernel_moment_covariance",
+    "KernelEstimatorCovariance",
 ]
 
 
@@ -224,3 +232,105 @@ def exact_covariance(arch: MLP, X, width: int, order: int = 4) -> xr.DataArray:
     G = exact_moments(arch, X, width, 2 * order)
     cov = estimator_covariance(G, P, order)
     return tuple_covariance(cov, P, order, f"kappa_{order}_covariance", width=width, per="network")
+
+
+# ----------------------------------------------------------------- kernel estimator
+class KernelEstimatorCovariance(NamedTuple):
+    """Exact sampling covariance of the kernel estimator of ``kappa_4`` (single hidden layer).
+
+    The estimator is ``sum_3 k_2(G_p, G_q)`` over the pairings, with ``k_2`` the unbiased sample
+    covariance of the kernel entries over n networks, whose covariance is exactly
+    ``cov(k_pq, k_rs) = kappa_pqrs / n + (kappa_pr kappa_qs + kappa_ps kappa_qr) / (n - 1)``.
+
+    Attributes:
+        fourth: ``(M, M)``: the pairing sums of the fourth joint cumulants of G.
+        second: ``(M, M)``: the pairing sums of the products of its second cumulants.
+    """
+
+    fourth: np.ndarray
+    second: np.ndarray
+
+    def at(self, n_networks: int) -> np.ndarray:
+        """``fourth / n + second / (n - 1)``: the covariance for ``n_networks`` networks."""
+        return self.fourth / n_networks + self.second / (n_networks - 1)
+
+
+@cache
+def _pairs_to_inputs(n_inputs: int, k: int) -> np.ndarray:
+    """Rank among 2k-multisets of the inputs of each k-multiset of input pairs ``i <= j``."""
+    pairs = index_multisets(n_inputs, 2)
+    T = index_multisets(n_inputs * (n_inputs + 1) // 2, k)
+    return multiset_rank(pairs[T].reshape(len(T), 2 * k), n_inputs)
+
+
+@float64
+def kernel_cumulants(arch: MLP, X, width: int, max_degree: int = 4) -> dict[int, np.ndarray]:
+    """Exact joint cumulants of the entries of the readout kernel G of a single-layer net.
+
+    ``G_ij = sb1^2 + (sw1^2 / N) sum_n p_n(x_i) p_n(x_j)`` is a sum of N independent neurons,
+    so its cumulants of degree k >= 2 are ``N (sw1^2 / N)^k`` times those of one neuron's
+    ``psi_ij = p(x_i) p(x_j)``, whose moments are single-neuron moments of order 2k. Returns
+    ``{k: (C(V+k-1, k),)}`` for ``k = 1..max_degree`` over the ``V = C(P+1, 2)`` entries.
+    """
+    _require_single_layer(arch)
+    X = check_inputs(X, arch.d_in)
+    P = X.shape[0]
+    V = P * (P + 1) // 2
+    E = single_neuron_moments(arch, X, 2 * max_degree)
+    psi = {k: E[2 * k][_pairs_to_inputs(P, k)] for k in range(1, max_degree + 1)}
+    cumulants = cumulants_from_moments(psi, V, max_degree, even=False)
+    v = arch.sw1**2 / width
+    out = {k: width * v**k * c for k, c in cumulants.items()}
+    out[1] = out[1] + arch.sb1**2
+    return out
+
+
+@float64
+def exact_kernel_covariance(arch: MLP, X, width: int) -> KernelEstimatorCovariance:
+    """Exact sampling covariance of the kernel estimator of ``kappa_4`` (single hidden layer).
+
+    Example:
+        >>> cov = exact_kernel_covariance(ErfNet(), X, width=5).at(n_networks=10**5)  # (M, M)
+    """
+    X = check_inputs(X, arch.d_in)
+    P = X.shape[0]
+    V = P * (P + 1) // 2
+    c = kernel_cumulants(arch, X, width, 4)
+    second = np.zeros((V, V))
+    iu = index_multisets(V, 2)
+    second[iu[:, 0], iu[:, 1]] = second[iu[:, 1], iu[:, 0]] = c[2]
+    # covariance of the unbiased sample covariances k_pq, k_rs over pairs (p<=q), (r<=s)
+    fourth_pq_rs = c[4][union_ranks(V, 2, 2)]
+    p, q = iu[:, 0], iu[:, 1]
+    second_pq_rs = second[p[:, None], p[None, :]] * second[q[:, None], q[None, :]]
+    second_pq_rs = second_pq_rs + second[p[:, None], q[None, :]] * second[q[:, None], p[None, :]]
+    return KernelEstimatorCovariance(
+        _pairing_sum(fourth_pq_rs, P, 4), _pairing_sum(second_pq_rs, P, 4)
+    )
+
+
+def _pairing_sum(table: np.ndarray, n_inputs: int, order: int) -> np.ndarray:
+    """``out[T, T'] = sum over the pairings a of T and b of T' of table[a, b]``, with ``table``
+    over the ``order/2``-multisets of kernel entries: ``(M_order, M_order)``."""
+    R = pairing_ranks(n_inputs, order)
+    return table[R[:, :, None, None], R[None, None]].sum(axis=(1, 3))
+
+
+@float64
+def exact_kernel_moment_covariance(arch: MLP, X, width: int, order: int = 4) -> xr.DataArray:
+    """Exact per-network covariance of the kernel estimator of the moments ``G_order``.
+
+    The estimator is the Wick sum of sample means of products of ``order/2`` kernel entries, so
+    its covariance is ``sum_{pairings} (E[G_a G_b] - E[G_a] E[G_b]) / n_networks``; the moments
+    of G follow from :func:`kernel_cumulants`. Returns dims ``("tuple", "tuple_")``.
+    """
+    order = check_order(order, max_allowed=4)
+    X = check_inputs(X, arch.d_in)
+    P = X.shape[0]
+    V = P * (P + 1) // 2
+    m = order // 2
+    moments = moments_from_cumulants(kernel_cumulants(arch, X, width, order), V, order, even=False)
+    joint = moments[order][union_ranks(V, m, m)] - np.outer(moments[m], moments[m])
+    cov = _pairing_sum(joint, P, order)
+    return tuple_covariance(cov, P, order, f"G_{order}_kernel_covariance", width=width,
+                            per="network")  # fmt: skip

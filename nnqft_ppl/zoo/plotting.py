@@ -188,26 +188,39 @@ def plot_posterior_predictive(idata, path=None, title: str | None = None):
 
 
 def plot_falloff(table, path=None, title: str | None = None):
-    """The paper's fall-off plot: ``m_n`` against width N (log-log) with its backgrounds.
+    """The fall-off plot: non-Gaussianity against width N (log-log), one panel per estimator
+    (kernel, outputs) on the same axes.
 
     Args:
-        table: Dataset over ``width`` with ``m2, m4, m6``, jackknife ``bg2, bg4, bg6``, the
-            exact ``m4_exact`` and the honest background ``bg4_exact`` (fall-off study).
+        table: fall-off study Dataset over ``(width, estimator)`` (see
+            :mod:`nnqft_ppl.zoo.studies.falloff`).
 
-    Solid markers: measured ``m_n``; dashed: jackknife background; dotted: exact background of
-    ``m_4``; thin line: exact ``m_4`` (falls exactly as 1/N).
+    Circles: the classic ``m_n`` of the moments, dashed: their jackknife backgrounds; squares:
+    the connected ``mc_4``, ``mc_6``, dotted: their backgrounds; thin lines: the exact
+    ``m_4 = mc_4`` (1/N) and ``mc_6`` (1/N^2).
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    estimators = list(table.estimator.values)
+    fig, axes = plt.subplots(1, len(estimators), figsize=(5.5 * len(estimators), 4.5),
+                             sharey=True, squeeze=False)  # fmt: skip
     N = table.width.values
-    for i, n in enumerate((2, 4, 6)):
-        c = f"C{i}"
-        ax.loglog(N, table[f"m{n}"], "o-", color=c, ms=4, label=f"$m_{n}$ measured")
-        ax.loglog(N, table[f"bg{n}"], "--", color=c, lw=1, label=f"$m_{n}$ background")
-    ax.loglog(N, table["m4_exact"], "-", color="k", lw=0.8, label="$m_4$ exact (1/N)")
-    ax.loglog(N, table["bg4_exact"], ":", color="C1", lw=1.5, label="$m_4$ exact background")
-    labels = ("width $N$", "normalised deviation $m_n$", title or "non-Gaussianity vs width")
-    return _finish(fig, path, ax, labels, fontsize=7, ncol=2)
+    for ax, estimator in zip(axes[0], estimators, strict=True):
+        t = table.sel(estimator=estimator)
+        for i, n in enumerate((2, 4, 6)):
+            ax.loglog(N, t[f"m{n}"], "o-", color=f"C{i}", ms=4, lw=1, label=f"$m_{n}$")
+            ax.loglog(N, t[f"bg{n}"], "--", color=f"C{i}", lw=0.8)
+        for i, n in ((1, 4), (2, 6)):
+            ax.loglog(N, t[f"mc{n}"], "s", color=f"C{i}", ms=5, mfc="none", label=f"$mc_{n}$")
+            ax.loglog(N, t[f"bgc{n}"], ":", color=f"C{i}", lw=1.2)
+        ax.loglog(N, t["mc4_exact"], "-", color="k", lw=0.8, label="exact $m_4 = mc_4$")
+        ax.loglog(N, t["mc6_exact"], "-", color="0.5", lw=0.8, label="exact $mc_6$")
+        ax.set_title(f"{estimator} estimator (backgrounds: dashed, dotted)", fontsize=9)
+        ax.set_xlabel("width $N$")
+    axes[0, 0].set_ylabel("normalised deviation from the GP")
+    axes[0, -1].legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
 
 
 def plot_coupling_vs_width(table, path=None, title: str | None = None):

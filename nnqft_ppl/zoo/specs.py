@@ -152,6 +152,7 @@ class EnsembleSpec(_Strict):
     seed: int = Field(0, ge=0)
     n_batches: int = Field(200, ge=10)
     max_order: Literal[2, 4, 6, 8] = 6
+    estimator: Literal["kernel", "outputs", "both"] = "both"
 
     @field_validator("widths")
     @classmethod

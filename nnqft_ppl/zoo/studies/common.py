@@ -43,7 +43,9 @@ def spec_ensembles(spec, arch, X, max_order: int | None = None) -> dict[int, Ens
     """``{width: Ensemble}`` of a spec's ``[ensemble]`` table at its resolved sizes."""
     e = spec.ensemble
     return {
-        N: Ensemble(arch, X, N, n, e.seed, max_order or e.max_order, e.n_batches)
+        N: Ensemble(
+            arch, X, N, n, e.seed, max_order or e.max_order, e.n_batches, estimator=e.estimator
+        )  # fmt: skip
         for N, n in spec.ensemble_sizes().items()
     }
 
