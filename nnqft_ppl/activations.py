@@ -17,7 +17,16 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
-__all__ = ["Activation", "Erf", "ReLU", "Tanh", "GaussExp", "get_activation", "ACTIVATIONS"]
+__all__ = [
+    "Activation",
+    "Erf",
+    "ReLU",
+    "Tanh",
+    "GaussExp",
+    "Linear",
+    "get_activation",
+    "ACTIVATIONS",
+]
 
 _GH_NODES = 80
 
@@ -108,7 +117,21 @@ class GaussExp(Activation):
         return jnp.exp(c12 - 0.5 * (c11 + c22))
 
 
-ACTIVATIONS: dict[str, Activation] = {a.name: a() for a in (Erf, ReLU, Tanh, GaussExp)}
+@dataclass(frozen=True)
+class Linear(Activation):
+    """``phi(z) = z`` (deep linear networks); ``E[phi(u) phi(v)] = c12`` exactly."""
+
+    name: ClassVar[str] = "linear"
+
+    def __call__(self, z, q):
+        return z
+
+    def gaussian_product(self, c11, c22, c12):
+        c11, c22, c12 = jnp.broadcast_arrays(c11, c22, c12)
+        return 1.0 * c12
+
+
+ACTIVATIONS: dict[str, Activation] = {a.name: a() for a in (Erf, ReLU, Tanh, GaussExp, Linear)}
 
 
 def get_activation(name: str) -> Activation:
