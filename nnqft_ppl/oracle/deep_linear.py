@@ -57,8 +57,14 @@ def _check_deep_linear(arch) -> MLP:
     return arch
 
 
+def _is_sequence(width) -> bool:
+    return (isinstance(width, Sequence) and not isinstance(width, str)) or (
+        isinstance(width, np.ndarray) and width.ndim == 1
+    )
+
+
 def _widths(arch: MLP, width) -> np.ndarray:
-    if isinstance(width, Sequence) and not isinstance(width, str):
+    if _is_sequence(width):
         if len(width) != arch.depth:
             raise ValueError(
                 f"width must be an int or one int per hidden layer ({arch.depth}), "
@@ -131,7 +137,7 @@ def exact_deep_linear_cumulant(arch: MLP, X, width, order: int = 4) -> xr.DataAr
     arch = _check_deep_linear(arch)
     X = check_inputs(X, arch.d_in)
     values = exact_deep_linear_cumulants(arch, X, width, order)[order]
-    width_attr = [int(w) for w in width] if isinstance(width, Sequence) else int(width)
+    width_attr = [int(w) for w in width] if _is_sequence(width) else int(width)
     return xr.DataArray(
         np.asarray(values),
         dims=("tuple",),

@@ -145,9 +145,15 @@ def _float64(fn):
 
 
 # ============================================================================ validation
+def _is_sequence(width) -> bool:
+    return (isinstance(width, Sequence) and not isinstance(width, str)) or (
+        isinstance(width, np.ndarray) and width.ndim == 1
+    )
+
+
 def _hidden_widths(arch: MLP, width) -> np.ndarray:
     """Widths ``(n_1, ..., n_L)`` of the hidden layers from an int or a sequence of L ints."""
-    if isinstance(width, Sequence) and not isinstance(width, str):
+    if _is_sequence(width):
         if len(width) != arch.depth:
             raise ValueError(
                 f"width must be an int or one int per hidden layer ({arch.depth}), "
@@ -158,7 +164,7 @@ def _hidden_widths(arch: MLP, width) -> np.ndarray:
 
 
 def _width_attr(width):
-    if isinstance(width, Sequence) and not isinstance(width, str):
+    if _is_sequence(width):
         return [int(w) for w in width]
     return int(width)
 
@@ -910,8 +916,8 @@ def vertex_growth(arch: MLP, X, depths, width) -> xr.DataArray:
     Example:
         >>> vertex_growth(MLP(activation="relu", sw0=2**0.5, sw1=2**0.5), [[1.0]], [1, 2, 3], 100)
     """
-    arch = _check_arch(arch)
-    depths = np.array([check_positive_int(int(L), "depths") for L in np.atleast_1d(depths)])
+    arch, X = _prepare(arch, X)
+    depths = np.array([check_positive_int(L, "depths") for L in np.atleast_1d(depths).tolist()])
     width = check_width(width)
     deepest = MLP(
         depth=int(depths.max()),
@@ -923,8 +929,7 @@ def vertex_growth(arch: MLP, X, depths, width) -> xr.DataArray:
         sb1=arch.sb1,
     )
     ds = four_point_vertex(deepest, X)
-    P = ds.sizes["pair"]
-    P = int(round((math.sqrt(8 * P + 1) - 1) / 2))
+    P = X.shape[0]
     diag = _pair_tables(P).diag
     V = ds.V.values[:, diag, diag]  # (layer, input)
     Kd = ds.K.values[:, diag]
