@@ -549,5 +549,8 @@ def test_n_kappa4_converges_to_the_recursion_like_one_over_n(arch):
     # every entry: the prediction plus a fitted B/n describes the data
     for t in range(k4.shape[1]):
         assert _fit_inverse_n(widths, k4[:, t] - pred[t], k4_se[:, t])[2] > 1e-4
+    print(f"NLO K1 (pairs {list(index_multisets(3, 2).tolist())}): predicted {K1.round(3)}")
+    for n, m, e in zip(widths, sh, sh_se, strict=True):
+        print(f"  n = {n}: measured n (E[G] - K) = {np.round(m, 3)} +- {np.round(e, 3)}")
     z = (np.array(sh) - K1) / np.array(sh_se)
     assert stats.chi2.sf(np.sum(z**2), z.size) > 1e-4, z

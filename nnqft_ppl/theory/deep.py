@@ -47,8 +47,9 @@ unique entries ``(aa, bb, ab)``, so the repeated index sums them automatically).
 
 How each piece is computed:
 
-* ``K^(l)``: the activation's Gaussian two-point map (closed form for erf, relu, linear,
-  gauss; Gauss--Hermite otherwise), as :func:`nnqft_ppl.kernels.kernel`. In the first layer,
+* ``K^(l)``: the activation's Gaussian two-point map where it has a closed form (erf, relu,
+  linear, gauss), as :func:`nnqft_ppl.kernels.kernel`; otherwise the smooth rule below
+  (more accurate than the library's 80-node Gauss--Hermite default). In the first layer,
   when the exact single-layer rule applies (input rank ``r = d + 1`` small enough), the
   first layer's two- and four-point expectations come from that same rule, so depth 1
   reproduces the exact single-layer cumulant to rounding.
@@ -63,14 +64,18 @@ How each piece is computed:
   is integrated out exactly given the other three (``E[relu(z4) | z1..3]`` is the closed-form
   ramp ``mu Phi(mu/sigma) + sigma phi(mu/sigma)``, and its radial moment is elementary too),
   leaving the same 3-input angular rule. Smooth activations (erf, tanh, user-defined): a
-  pruned tensor Gauss--Hermite rule in the subset's principal axes. Gauss--Hermite converges
-  slowly for saturating activations at large pre-activation variance (tanh at ``K = 2``: a
-  1-d 48-node rule is off by ~1e-4, see ``docs/deep_networks.md``).
+  tensor rule in the subset's principal axes, sized per axis by its standard deviation sd:
+  a trapezoid rule with step ``min(0.55, 0.33 / sd)`` on ``[-8.6, 8.6]`` (exponentially
+  convergent for integrands analytic in a strip, and unlike Gauss--Hermite not slowed down
+  by saturation at large variance), or 16-node Gauss--Hermite for ``sd <= 0.25``; relative
+  accuracy ~1e-9 (``docs/deep_networks.md``). The step stops shrinking at pre-activation
+  variances above ~25, where the accuracy degrades.
 * J, H: JAX autodiff of the closed-form two-point map (erf, linear; gauss never needs them),
   hand-derived closed forms for ReLU (its map is singular where ``|rho| = 1``: there the
   fluctuations of ``G`` stay on the set ``|rho| = 1`` on which ReLU's map is linear, so
-  H is set to 0 and J to its one-sided limit), and Price's theorem with Gauss--Hermite
-  quadrature of the derivatives of ``s`` (derivatives by autodiff) for everything else.
+  H is set to 0 and J to its one-sided limit), and Price's theorem with the smooth rule
+  above applied to the derivatives of ``s`` (by autodiff) for everything else, including
+  the kernel itself when the activation has no closed form.
   :func:`pair_map_derivatives` exposes both routes so they can be compared.
 
 Everything here computes in float64 whatever the global JAX setting.
