@@ -125,8 +125,8 @@ def test_price_theorem_agrees_with_autodiff(activation, c):
     """Autodiff of the closed form (erf, linear) or of the fixed-node quadrature (tanh)."""
     g1, h1 = pair_map_derivatives(activation, *c, method="autodiff")
     g2, h2 = pair_map_derivatives(activation, *c, method="price")
-    np.testing.assert_allclose(g1, g2, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(h1, h2, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h1, h2, rtol=1e-8, atol=1e-10)
 
 
 def test_relu_closed_form_derivatives():
@@ -198,7 +198,7 @@ def test_smooth_rule_against_adaptive_quadrature():
         return integrate.quad(f, -9, 9, points=[0.0], epsabs=1e-14, limit=200)[0]
 
     ref = integrate.quad(inner, -9, 9, epsabs=1e-13, limit=200)[0]
-    assert E4[multiset_rank(np.array([0, 0, 0, 1]), 2)] == pytest.approx(ref, rel=1e-8)
+    assert E4[multiset_rank(np.array([0, 0, 0, 1]), 2)] == pytest.approx(ref, rel=1e-10)
 
 
 # --------------------------------------------------------------------------- deep linear
@@ -497,13 +497,20 @@ def _measure(arch, X, width, n_networks, seed, n_batches=50):
     )
 
 
-def test_recursion_against_a_small_tanh_ensemble():
-    """Fast version: depth 2 tanh at n = 16 and 20k networks, sampled last-layer kernels."""
-    arch = MLP(2, "tanh", d_in=2, sw0=1.5, sw1=1.5, sb0=0.3, sb1=0.3)
+@pytest.mark.parametrize(
+    "arch",
+    [
+        MLP(2, "tanh", d_in=2, sw0=1.5, sw1=1.5, sb0=0.3, sb1=0.3),
+        MLP(2, "relu", d_in=2, sw0=2**0.5, sw1=2**0.5, sb0=0.5, sb1=0.5),
+    ],
+    ids=["tanh", "relu-bias"],
+)
+def test_recursion_against_a_small_ensemble(arch):
+    """Fast version: depth 2 at n = 16 and 20k networks, sampled last-layer kernels."""
     (k4, k4_se), (shift, shift_se) = _measure(arch, X2, 16, 20_000, seed=3, n_batches=20)
     pred = 16 * perturbative_cumulant(arch, X2, 16).values
-    # n kappa_4 = prediction + O(1/n): allow 5 standard errors plus 10% for the 1/n residual
-    assert np.all(np.abs(k4 - pred) < 5 * k4_se + 0.1 * np.abs(pred))
+    # n kappa_4 = prediction + O(1/n) (ReLU here: +11% at n = 16): 5 standard errors + 15%
+    assert np.all(np.abs(k4 - pred) < 5 * k4_se + 0.15 * np.abs(pred))
     K1 = nlo_kernel(arch, X2, 16).K1[tuple(index_multisets(3, 2).T)]
     assert np.all(np.abs(shift - K1) < 5 * shift_se + 0.1 * np.abs(K1).max())
 
