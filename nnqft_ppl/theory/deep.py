@@ -259,8 +259,9 @@ def pair_map_derivatives(activation, c11, c22, c12, method: str = "auto"):
         c11, c22, c12: arrays of one shape ``S``.
         method: ``"autodiff"`` (JAX derivatives of the activation's ``gaussian_product``;
             for an activation without a closed form that is its fixed-node quadrature),
-            ``"price"`` (Price's theorem: Gauss--Hermite expectations of the derivatives of
-            s), ``"relu"`` (closed forms, ReLU only; finite limits where ``|rho| = 1``) or
+            ``"price"`` (Price's theorem: Gaussian expectations of the derivatives of s, by
+            autodiff, with the adaptive smooth rule), ``"relu"`` (closed forms, ReLU only;
+            finite limits where ``|rho| = 1``) or
             ``"auto"`` (relu for ReLU, autodiff for other closed forms, price otherwise).
 
     Returns:
