@@ -27,9 +27,19 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
+from ..core.multisets import gp_moments, multiset_rank
 from ..core.registry import Registry
 
-__all__ = ["Activation", "Erf", "ReLU", "Tanh", "GaussExp", "get_activation", "ACTIVATIONS"]
+__all__ = [
+    "Activation",
+    "Erf",
+    "ReLU",
+    "Tanh",
+    "GaussExp",
+    "Linear",
+    "get_activation",
+    "ACTIVATIONS",
+]
 
 #: Every activation by name (filled by defining subclasses of :class:`Activation`).
 ACTIVATIONS: Registry[Activation] = Registry("activation")
@@ -147,6 +157,25 @@ class GaussExp(Activation):
         pair = C[tuples[:, :, None], tuples[:, None, :]]
         upper = np.triu(np.ones((n, n), dtype=bool), k=1)
         return np.exp(pair[:, upper].sum(-1) - 0.5 * np.diagonal(pair, 0, 1, 2).sum(-1))
+
+
+@dataclass(frozen=True)
+class Linear(Activation):
+    """``phi(z) = z`` (deep linear networks); ``E[phi(u) phi(v)] = c12`` exactly."""
+
+    name: ClassVar[str] = "linear"
+
+    def __call__(self, z, q):
+        return z
+
+    def gaussian_product(self, c11, c22, c12):
+        c11, c22, c12 = jnp.broadcast_arrays(c11, c22, c12)
+        return 1.0 * c12
+
+    def closed_form_moments(self, C, tuples):
+        """Isserlis: ``E[prod_k z_k]`` is the sum over pairings of products of C."""
+        n = tuples.shape[1]
+        return gp_moments(np.asarray(C), n)[n][multiset_rank(tuples, C.shape[0])]
 
 
 def get_activation(name: str) -> Activation:

@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core.registry import Registry
 from ..core.validation import check_positive_int
@@ -38,6 +39,7 @@ __all__ = [
     "ARCHITECTURES",
     "architecture_from_dict",
     "build_architecture",
+    "hidden_widths",
 ]
 
 #: Architecture classes by key (filled by subclasses of :class:`MLP` that set ``key``).
@@ -317,3 +319,19 @@ def build_architecture(kind: str, *, depth: int = 1, activation: str | None = No
             "use kind 'mlp' for other activations"
         )
     return cls(**scales)
+
+
+def hidden_widths(arch: MLP, width) -> tuple[int, ...]:
+    """The widths ``(n_1, ..., n_L)`` of the hidden layers: one int for all, or one per layer.
+
+    (Sampled ensembles have equal widths; the theory of deep nets takes any.)
+    """
+    if isinstance(width, str) or not np.iterable(width):
+        return (check_positive_int(width, "width"),) * arch.depth
+    widths = tuple(check_positive_int(w, "width") for w in np.asarray(width).ravel().tolist())
+    if len(widths) != arch.depth:
+        raise ValueError(
+            f"width must be an int or one int per hidden layer ({arch.depth}), got "
+            f"{len(widths)} values"
+        )
+    return widths

@@ -35,6 +35,7 @@ from ..core.precision import float64
 from ..core.tuples import tuple_array, tuple_covariance
 from ..core.validation import check_inputs, check_order, check_width
 from ..networks.architectures import MLP
+from .deep_linear import exact_deep_linear_cumulants
 from .neuron_quadrature import neuron_rule
 
 __all__ = [
@@ -60,9 +61,14 @@ _NODE_CHUNK = 4096
 def _require_single_layer(arch: MLP) -> None:
     if arch.depth != 1:
         raise NotImplementedError(
-            f"exact finite-width cumulants are implemented for one hidden layer; "
-            f"{arch.name} has depth {arch.depth}"
+            f"exact finite-width cumulants exist for one hidden layer and for deep linear nets "
+            f"without biases; {arch.name} has depth {arch.depth}: use "
+            "nq.perturbative_cumulant (the 1/n expansion) or an ensemble"
         )
+
+
+def _is_deep_linear(arch: MLP) -> bool:
+    return arch.depth > 1 and arch.activation == "linear" and arch.sb0 == 0 and arch.sb1 == 0
 
 
 @float64
@@ -97,7 +103,13 @@ def single_neuron_moments(arch: MLP, X, max_order: int) -> dict[int, np.ndarray]
 
 @float64
 def exact_cumulants(arch: MLP, X, width: int, max_order: int = 6) -> dict[int, np.ndarray]:
-    """Exact connected correlators ``{n: kappa_n}`` (even ``n <= max_order``) at width N."""
+    """Exact connected correlators ``{n: kappa_n}`` (even ``n <= max_order``) at width N.
+
+    One hidden layer, any activation; or a deep linear net without biases
+    (:mod:`nnqft_ppl.oracle.deep_linear`).
+    """
+    if _is_deep_linear(arch):
+        return exact_deep_linear_cumulants(arch, X, width, max_order)
     width = check_width(width)
     E = single_neuron_moments(arch, X, max_order)
     v = arch.sw1**2 / width

@@ -1,8 +1,18 @@
 """Layer 5, theory: vertex integrals, Feynman diagrams of the effective action, coupling forms
-and fits, the Wilsonian RG in the cutoff, and the GP-limit symmetries."""
+and fits, the Wilsonian RG in the cutoff, the GP-limit symmetries, and the 1/n expansion of
+deep networks (four-point vertex, NLO kernel, criticality)."""
 
 from . import couplings
 from .couplings import COUPLING_FORMS, coupling_form, fit_coupling, measured_coupling
+from .deep import (
+    critical_initialization,
+    four_point_vertex,
+    is_critical,
+    kernel_fixed_point,
+    nlo_kernel,
+    perturbative_cumulant,
+    vertex_growth,
+)
 from .feynman import eft_correlators, eft_cumulants
 from .rg import RGFlow, rg_flow
 from .symmetries import allowed_coupling_forms, gp_symmetries
@@ -14,6 +24,13 @@ __all__ = [
     "coupling_form",
     "fit_coupling",
     "measured_coupling",
+    "critical_initialization",
+    "four_point_vertex",
+    "is_critical",
+    "kernel_fixed_point",
+    "nlo_kernel",
+    "perturbative_cumulant",
+    "vertex_growth",
     "eft_correlators",
     "eft_cumulants",
     "RGFlow",
