@@ -59,20 +59,20 @@ from .networks import (
 from .oracle import exact_covariance, exact_cumulant, exact_cumulants, exact_moments
 from .theory import (
     allowed_coupling_forms,
-    critical_initialization,
-    four_point_vertex,
-    is_critical,
-    nlo_kernel,
-    perturbative_cumulant,
-    vertex_growth,
     coupling_form,
     couplings,
+    critical_initialization,
     eft_correlators,
     eft_cumulants,
     fit_coupling,
+    four_point_vertex,
     gp_symmetries,
+    is_critical,
     measured_coupling,
+    nlo_kernel,
+    perturbative_cumulant,
     rg_flow,
+    vertex_growth,
     vertex_integral,
 )
 from .zoo import (
