@@ -31,24 +31,19 @@ _DTYPE = typer.Option("float64", "--dtype", help="float64 or float32 forward pas
 _SEED = typer.Option(0, "--seed", help="Root seed (network a always gets the same parameters).")
 
 
-def _ensemble(net, X, width, n_networks, seed, max_order=2, n_batches=1000, dtype="float64"):
+def _ensemble(net, X, width, n_networks, seed, max_order=2, n_batches=1000, dtype="float64",
+              estimator="outputs"):  # fmt: skip
     """The :class:`~nnqft_ppl.ensembles.description.Ensemble`, each error naming its option."""
     from ..ensembles.description import Ensemble
 
-    options = {
-        "width": "--width",
-        "n_networks": "--n-networks",
-        "seed": "--seed",
-        "max_order": "--max-order",
-        "n_batches": "--n-batches",
-        "dtype": "--dtype",
-    }
     try:
-        return Ensemble(net, X, width, n_networks, seed, max_order, n_batches, dtype=dtype)
+        return Ensemble(net, X, width, n_networks, seed, max_order, n_batches, dtype=dtype,
+                        estimator=estimator)  # fmt: skip
     except ValueError as err:
         text = str(err)
-        option = next((o for name, o in options.items() if text.startswith(name)), None)
-        fail(text, option)
+        # the field named first ("width must be ...", "unknown dtype ...") is the option
+        field = text.removeprefix("unknown ").split()[0]
+        fail(text, "--" + field.replace("_", "-"))
 
 
 def _clear(out: Path) -> None:
@@ -208,6 +203,12 @@ def correlate(
     max_order: int = typer.Option(4, "--max-order", help="Highest even order (2..8)."),
     n_batches: int = typer.Option(1000, "--n-batches", help="Jackknife batches."),
     dtype: str = _DTYPE,
+    estimator: str = typer.Option(
+        "kernel",
+        "--estimator",
+        help="kernel (from the last hidden layer: errors that do not grow with N), outputs (the "
+        "field likelihood needs these) or both.",
+    ),
     out: Path = typer.Option(
         ...,
         "--out",
@@ -224,7 +225,8 @@ def correlate(
     """Measure moments and connected correlators of ensembles (streamed, checkpointed)."""
     widths = parse_widths(width)
     ensembles = [
-        _ensemble(net, X, w, n_networks, seed, max_order, n_batches, dtype) for w in widths
+        _ensemble(net, X, w, n_networks, seed, max_order, n_batches, dtype, estimator)
+        for w in widths
     ]
     if n_networks < 2:
         fail(f"need at least 2 networks, got {n_networks}", "--n-networks")

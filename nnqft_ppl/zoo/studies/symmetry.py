@@ -1,11 +1,12 @@
 """Symmetry study: constant vs x-dependent couplings judged on a held-out input set.
 
 Noise-free: the exact oracle ``kappa_4`` at ``theory.oracle_width``, with the per-tuple sampling
-errors of an ensemble of ``theory.error_networks`` networks (the exact sampling covariance's
-diagonal; per-tuple because at close inputs the full covariance spans ~1e9 and a full-covariance
-fit is driven by its tiniest directions). Each form is fitted on the inputs ``X * s`` for every
-``s`` in ``theory.input_scales`` and judged on ``X * s * heldout_scale`` by the mean squared
-pull ``mean z^2`` (deterministic: the systematic error of the form in units of the sampling error).
+errors of the kernel estimator on ``theory.error_networks`` networks (the exact sampling
+covariance's diagonal; per-tuple because at close inputs the full covariance spans ~1e9 and a
+full-covariance fit is driven by its tiniest directions). Each form is fitted on the inputs
+``X * s`` for every ``s`` in ``theory.input_scales`` and judged on ``X * s * heldout_scale`` by
+the mean squared pull ``mean z^2`` (deterministic: the systematic error of the form in units of
+the sampling error).
 
 Claims (``spec.claims`` selects):
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ...oracle.exact import exact_covariance, exact_cumulant
+from ...oracle.exact import exact_cumulant, exact_kernel_covariance
 from ...theory.couplings import fit_coupling
 from ...theory.symmetries import gp_symmetries
 from ..results import Claim, StudyResult
@@ -29,12 +30,17 @@ from ..specs import register_study
 __all__ = ["run_symmetry", "heldout_score"]
 
 
+def _variance(arch, X, N: int, n_networks: int) -> np.ndarray:
+    """Per-tuple sampling variance of the kernel estimator of kappa_4 from n networks."""
+    return np.diag(exact_kernel_covariance(arch, X, N).at(n_networks))
+
+
 def heldout_score(arch, X, Xh, N: int, L, form, n_networks: int) -> float:
     """Mean squared pull on held-out inputs ``Xh`` of ``form`` fitted on ``X`` (see module)."""
-    var = np.diag(exact_covariance(arch, X, N, 4).values) / n_networks
+    var = _variance(arch, X, N, n_networks)
     fit = fit_coupling(form, arch, X, exact_cumulant(arch, X, N, 4), np.diag(var), L)
     pred = fit.predict(arch, Xh)
-    var_h = np.diag(exact_covariance(arch, Xh, N, 4).values) / n_networks
+    var_h = _variance(arch, Xh, N, n_networks)
     z = (exact_cumulant(arch, Xh, N, 4).values - pred.values) / np.sqrt(
         var_h + pred.stderr.values**2
     )
