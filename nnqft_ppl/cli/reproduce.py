@@ -53,7 +53,19 @@ def reproduce(out: Path = OUT, scale: str = SCALE):
     _sigterm_as_interrupt()
     console = Console(stderr=True)
     run_all(out, scale, progress=True, log=console.print)
+    _echo_summary(out)
     typer.echo(f"report: {out / 'index.md'} and {out / 'index.html'}")
+
+
+def _echo_summary(out: Path) -> None:
+    """The claim counts and every claim that did not PASS, one line each."""
+    from ..zoo.report import claim_summary, stored_results
+
+    claims = [c for r in stored_results(out) for c in r.claims]
+    typer.echo(claim_summary(claims))
+    for c in claims:
+        if c.status != "PASS":
+            typer.echo(f"  {c.line()}")
 
 
 @command

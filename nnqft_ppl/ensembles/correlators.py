@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..core.linalg import whitening
 from ..core.multisets import gp_moments, index_multisets
 from ..core.precision import float64
 from ..core.storage import open_store, write_store
@@ -226,6 +227,17 @@ class CorrelatorStats:
         se = np.sqrt(np.clip(np.diagonal(cov.values), 0, None))
         name = ("kappa" if kind == "cumulant" else "G") + f"_{order}_stderr"
         return self._wrap(se, order, name, method=method, estimator=cov.attrs["estimator"])
+
+    def independent_numbers(self, order: int, kind: str = "cumulant", method: str = "jackknife",
+                            estimator: str | None = None) -> int:  # fmt: skip
+        """How many independent numbers the order-``order`` estimates hold: the rank of their
+        covariance (eigenvalues above :data:`~nnqft_ppl.core.linalg.DEFAULT_RTOL` x the largest).
+
+        Fewer than the number of tuples when the entries are tied (e.g. ReLU-net with
+        ``d_in = 1``, positive inputs and no biases: every network is ``f(x) = x f(1)`` and
+        kappa_4 holds one number). A jackknife covariance has rank at most ``n_batches - 1``.
+        """
+        return whitening(self.covariance(order, kind, method, estimator)).rank
 
     def error_ratio(self, estimator: str | None = None) -> xr.DataArray:
         """Jackknife over exact standard errors of kappa_4, per entry (single hidden layer).

@@ -78,6 +78,8 @@ __all__ = [
     "FieldStatistics",
     "field_statistics",
     "FieldEstimate",
+    "GaussianPosterior",
+    "gaussian_posterior",
     "field_rtol",
     "default_prior_scale",
     "hermite_coefficients",
@@ -824,3 +826,70 @@ def width_power_law_model(datasets: dict, reference_width: int | None = None, pr
             field_factor(data, lam[i : i + 1], name=f"field_N{N}")
         else:
             correlator_factor(data, lam[i : i + 1], name=f"kappa_{data.order}_N{N}")
+
+
+# --------------------------------------------------------------------------- closed form
+class GaussianPosterior(NamedTuple):
+    """The exact posterior of a likelihood that is linear-Gaussian in the couplings, under
+    independent ``Normal(0, prior_scale)`` priors.
+
+    Attributes:
+        mean: ``(p,)`` posterior mean.
+        covariance: ``(p, p)`` posterior covariance.
+    """
+
+    mean: np.ndarray
+    covariance: np.ndarray
+
+    def sample(self, rng: np.random.Generator, shape: tuple) -> np.ndarray:
+        """Draws ``(*shape, p)``."""
+        root = np.linalg.cholesky(self.covariance)
+        return self.mean + rng.standard_normal((*shape, len(self.mean))) @ root.T
+
+    @property
+    def sd(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.covariance))
+
+
+def gaussian_posterior(likelihood, prior_scale=None, *, leave_out: int | None = None):
+    """Closed-form posterior of :class:`CorrelatorData` or :class:`FieldStatistics`.
+
+    Both likelihoods are Gaussian in the couplings theta with a linear mean: the correlator one
+    ``W k ~ N(W D theta, 1)``, the field one ``Abar ~ N(-S theta, C / n)`` (``C = V`` or ``S``,
+    by its ``width``). With priors ``theta_a ~ Normal(0, s_a)`` (the default of the models)
+    the posterior is Gaussian with precision ``F + diag(1 / s^2)`` and mean
+    ``precision^-1 b``, where ``F`` and ``b`` are the likelihood's information and score.
+
+    Args:
+        likelihood: the likelihood data.
+        prior_scale: ``(p,)`` prior sds (default: the likelihood's ``prior_scale``).
+        leave_out: field likelihood only: the posterior without batch ``leave_out`` of the
+            ensemble (exact leave-one-batch-out refits, cheap: no sampling).
+
+    Example:
+        >>> post = gaussian_posterior(correlator_data(stats, cutoff=2.0))
+        >>> post.mean, post.sd
+    """
+    s = np.asarray(likelihood.prior_scale if prior_scale is None else prior_scale, np.float64)
+    if isinstance(likelihood, CorrelatorData):
+        if leave_out is not None:
+            raise ValueError("leave_out applies to the field likelihood's batches")
+        A, z = likelihood.white_design, likelihood.white_observed
+        information, score = A.T @ A, A.T @ z
+    elif isinstance(likelihood, FieldStatistics):
+        n, Abar = likelihood.n_networks, likelihood.mean
+        if leave_out is not None:
+            n_b = likelihood.batch_counts[leave_out]
+            Abar = (n * Abar - n_b * likelihood.batch_means[leave_out]) / (n - n_b)
+            n = n - n_b
+        S = likelihood.gp_covariance
+        C_inv_S = np.linalg.solve(likelihood.likelihood_covariance, S)
+        information, score = n * S.T @ C_inv_S, -n * C_inv_S.T @ Abar
+    else:
+        raise ValueError(
+            f"a closed-form posterior needs CorrelatorData or FieldStatistics, got "
+            f"{type(likelihood).__name__}"
+        )
+    covariance = np.linalg.inv(information + np.diag(1 / s**2))
+    covariance = 0.5 * (covariance + covariance.T)
+    return GaussianPosterior(covariance @ score, covariance)

@@ -14,8 +14,15 @@ returns an ``xarray.DataTree`` with the groups
 * ``observed_data``: measured ``kappa_n (tuple)`` (and the field statistic ``field``);
 * ``posterior_predictive``: replicated ``kappa_n (chain, draw, tuple)`` and its mean
   ``kappa_n_mean``;
+* ``prior``, ``prior_predictive``: draws of the couplings from their prior and the correlators
+  they predict (for prior-versus-posterior checks);
 * ``constant_data``: design ``(tuple, coupling)``, whitener ``(component, tuple)`` and, for the
   field likelihood, its covariances and both widths per coupling.
+
+``method="closed_form"``: both likelihoods are linear-Gaussian in the couplings, so with the
+default Normal priors the posterior is exactly Gaussian
+(:func:`~nnqft_ppl.inference.likelihoods.gaussian_posterior`); its draws replace the sampler's
+(NUTS is checked against it in the tests).
 
 The coupling names are the ``coupling`` coordinate (:func:`coupling_names`). Samplers run in
 standardised coordinates ``z = (theta - estimate) / stderr`` (exact affine reparametrisation of
@@ -42,6 +49,7 @@ from .likelihoods import (
     correlator_model,
     field_model,
     field_statistics,
+    gaussian_posterior,
 )
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "infer_correlators",
     "NUTSSettings",
     "SVISettings",
+    "ClosedFormSettings",
     "SamplerOutput",
     "coupling_names",
     "run_nuts",
@@ -59,7 +68,7 @@ __all__ = [
 ]
 
 LIKELIHOODS = ("correlator", "field")
-METHODS = ("nuts", "svi")
+METHODS = ("nuts", "svi", "closed_form")
 GUIDES = ("normal", "multivariate_normal")
 POINTWISE = ("batch", "network")
 
@@ -103,10 +112,30 @@ class SVISettings:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
 
-def _settings(method) -> NUTSSettings | SVISettings:
-    if isinstance(method, NUTSSettings | SVISettings):
+@dataclass(frozen=True)
+class ClosedFormSettings:
+    """Draws from the exact Gaussian posterior (linear-Gaussian likelihood, Normal priors):
+    ``num_chains`` x ``num_samples`` independent draws, laid out like a sampler's."""
+
+    num_chains: int = 4
+    num_samples: int = 1000
+
+    def __post_init__(self):
+        check_positive_int(self.num_chains, "num_chains")
+        check_positive_int(self.num_samples, "num_samples")
+
+
+SETTINGS = {"nuts": NUTSSettings, "svi": SVISettings, "closed_form": ClosedFormSettings}
+
+
+def _settings(method) -> NUTSSettings | SVISettings | ClosedFormSettings:
+    if isinstance(method, tuple(SETTINGS.values())):
         return method
-    return NUTSSettings() if check_choice(method, METHODS, "method") == "nuts" else SVISettings()
+    return SETTINGS[check_choice(method, METHODS, "method")]()
+
+
+def _method_name(settings) -> str:
+    return next(name for name, cls in SETTINGS.items() if isinstance(settings, cls))
 
 
 class SamplerOutput(NamedTuple):
@@ -198,14 +227,39 @@ def run_svi(
     return SamplerOutput({n: np.asarray(draws[n])[None, :] for n in names}, stats)
 
 
+def run_closed_form(likelihood, names, settings: ClosedFormSettings, seed: int = 0):
+    """Independent draws from the exact Gaussian posterior (default Normal priors)."""
+    post = gaussian_posterior(likelihood)
+    rng = np.random.default_rng(seed)
+    theta = post.sample(rng, (settings.num_chains, settings.num_samples))
+    white = np.linalg.solve(np.linalg.cholesky(post.covariance), (theta - post.mean)[..., None])
+    lp = -0.5 * np.sum(white[..., 0] ** 2, axis=-1)  # log density up to a constant
+    return SamplerOutput({n: theta[..., i] for i, n in enumerate(names)}, {"lp": lp})
+
+
 def _run(model, kwargs: dict, names, settings, seed: int, progress: bool) -> SamplerOutput:
+    if isinstance(settings, ClosedFormSettings):
+        if kwargs["prior"] is not None:
+            raise ValueError("method='closed_form' needs the default Normal priors (prior=None)")
+        likelihood = kwargs.get("data", kwargs.get("stats"))
+        return run_closed_form(likelihood, names, settings, seed)
     if isinstance(settings, NUTSSettings):
         return run_nuts(model, kwargs, names, settings, seed, progress)
     return run_svi(model, kwargs, names, settings, seed)
 
 
+def prior_draws(model, kwargs: dict, names, n: int, seed: int) -> dict:
+    """``{coupling: (1, n)}`` draws from the model's prior (NumPyro ``Predictive``)."""
+    from numpyro.infer import Predictive
+
+    draws = Predictive(model, num_samples=n, return_sites=list(names))(
+        jax.random.PRNGKey(seed + 1), **kwargs
+    )
+    return {name: np.asarray(draws[name])[None, :] for name in names}
+
+
 def _info(likelihood: str, settings, seed: int, seconds: float) -> dict:
-    method = "nuts" if isinstance(settings, NUTSSettings) else "svi"
+    method = _method_name(settings)
     return {
         "likelihood": likelihood,
         "method": method,
@@ -233,7 +287,8 @@ def infer_correlators(
 
     Args:
         data: the correlator-likelihood data.
-        method: ``"nuts"``, ``"svi"`` or a :class:`NUTSSettings` / :class:`SVISettings`.
+        method: ``"nuts"``, ``"svi"``, ``"closed_form"`` or a settings object
+            (:class:`NUTSSettings`, :class:`SVISettings`, :class:`ClosedFormSettings`).
         seed: PRNG seed; prior: as in :func:`infer`; attrs: extra provenance attributes.
 
     Example:
@@ -244,9 +299,11 @@ def infer_correlators(
     ls = data.least_squares()
     kwargs = {"data": data, "prior": prior, "center": ls.theta, "spread": ls.stderr}
     start = time.perf_counter()
-    out = _run(correlator_model, kwargs, list(data.names), settings, seed, progress)
+    names = list(data.names)
+    out = _run(correlator_model, kwargs, names, settings, seed, progress)
     info = _info("correlator", settings, seed, time.perf_counter() - start) | (attrs or {})
-    return _datatree(out, data, None, None, info, seed)
+    prior = prior_draws(correlator_model, kwargs, names, 1000, seed)
+    return _datatree(out, data, None, None, info, seed, prior)
 
 
 @float64
@@ -276,8 +333,9 @@ def infer(
         form: coupling form (default ``nq.couplings.Constant()``: posterior variable ``lambda``).
         likelihood: ``"correlator"`` or ``"field"`` (docs/physics.md §4). The field likelihood
             needs the outputs' moment sums; the correlator one takes the measured cumulants.
-        method: ``"nuts"`` (4 chains x 1000 draws after 500 warm-up steps), ``"svi"``, or a
-            :class:`NUTSSettings` / :class:`SVISettings` with other settings.
+        method: ``"nuts"`` (4 chains x 1000 draws after 500 warm-up steps), ``"svi"``,
+            ``"closed_form"`` (exact Gaussian posterior; default priors only), or a
+            :class:`NUTSSettings` / :class:`SVISettings` / :class:`ClosedFormSettings`.
         cutoff: box cutoff L of the vertex integrals; None = all of input space (Gauss-net).
         seed: PRNG seed.
         prior: None (``Normal(0, s)``, s = the coupling whose first-order correlator equals
@@ -324,14 +382,16 @@ def infer(
         "spread": np.sqrt(np.diag(est.covariance(width))),
     }
     start = time.perf_counter()
-    out = _run(field_model, kwargs, list(data.names), settings, seed, progress)
+    names = list(data.names)
+    out = _run(field_model, kwargs, names, settings, seed, progress)
     info |= _info("field", settings, seed, time.perf_counter() - start)
+    prior = prior_draws(field_model, kwargs, names, 1000, seed)
     outputs = None
     if pointwise == "network":
         from ..ensembles.sampler import sample_outputs
 
         outputs = sample_outputs(stats.arch, stats.X, stats.width, n_pointwise, stats.seed)
-    return _datatree(out, data, field, outputs, info, seed)
+    return _datatree(out, data, field, outputs, info, seed, prior)
 
 
 def coupling_names(idata) -> list[str]:
@@ -339,7 +399,8 @@ def coupling_names(idata) -> list[str]:
     return [str(n) for n in idata.constant_data["coupling"].values]
 
 
-def _datatree(out: SamplerOutput, data: CorrelatorData, field, outputs, info: dict, seed: int):
+def _datatree(out: SamplerOutput, data: CorrelatorData, field, outputs, info: dict, seed: int,
+              prior: dict):  # fmt: skip
     import arviz as az
 
     samples, sstats = out
@@ -397,6 +458,8 @@ def _datatree(out: SamplerOutput, data: CorrelatorData, field, outputs, info: di
             "log_normaliser": "second-order cumulant expansion, mu = 0 (normal ordering)",
         }
     ppc = {kname: data.replicate(theta, rng), f"{kname}_mean": data.predict(theta)}
+    prior_theta = np.stack([prior[n] for n in names], axis=-1)
+    prior_pc = {kname: data.replicate(prior_theta, rng)}
     sample_stats = {k: v for k, v in sstats.items() if k != "loss"}
     attrs = {
         "order": data.order,
@@ -412,6 +475,8 @@ def _datatree(out: SamplerOutput, data: CorrelatorData, field, outputs, info: di
             "posterior": samples,
             "sample_stats": sample_stats,
             "posterior_predictive": ppc,
+            "prior": prior,
+            "prior_predictive": prior_pc,
             "observed_data": observed,
             "constant_data": constant,
         },

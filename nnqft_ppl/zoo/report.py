@@ -3,7 +3,8 @@
 :func:`build_report` reads ``DIR/results/*.zarr`` (:class:`~nnqft_ppl.zoo.results.SpecResult`),
 draws every figure through :mod:`nnqft_ppl.zoo.plotting` into ``DIR/figures``, writes every table
 as CSV into ``DIR/tables`` and one section per spec: what it claims, the figure, the table, each
-claim's measured value with its error next to the exact / analytic value, PASS/FAIL with the rule,
+claim's measured value with its error next to the exact / analytic value, PASS/FAIL/UNRESOLVED
+with the rule and the claim's power,
 the ensemble sizes, the spec and the command that made it. Nothing is recomputed. The page is
 written as Markdown and rendered to HTML with markdown-it-py.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..core.storage import write_text
 from ..core.validation import check_output_path
 from . import plotting
-from .results import SpecResult, fmt, load_result
+from .results import STATUSES, SpecResult, load_result
 from .specs import ZOO
 
-__all__ = ["build_report", "FIGURES"]
+__all__ = ["build_report", "claim_summary", "stored_results", "FIGURES"]
 
 #: table name -> plotting function (:mod:`nnqft_ppl.zoo.plotting`).
 FIGURES = {
@@ -36,8 +39,9 @@ WHY_SIZES = {
     "coupling": "The same ensembles as the fall-off study: lambda is resolved (> 3 sigma) at "
     "every width used for the 1/N fit.",
     "rg": "Noise-free: the connected 4-pt function comes from the exact oracle.",
-    "sixpoint": "Sized so that the GP alone misses the measured G_6 by more than 3 sigma "
-    "(z_GP): the non-Gaussian part the prediction must account for is resolved.",
+    "sixpoint": "Sized so that the GP alone misses the measured G_6 by more than 3 sigma: the "
+    "non-Gaussian part the prediction must account for is resolved; the rival-predictions "
+    "claim says how many networks separating them would take.",
     "symmetry": "Noise-free oracle cumulants judged with the per-tuple sampling errors of the "
     "stated number of networks.",
 }
@@ -84,12 +88,43 @@ def _section(r: SpecResult, out: Path) -> list[str]:
 
 
 def _claim_line(c) -> str:
-    verdict = "PASS" if c.passed else "FAIL"
-    return (
-        f"**{verdict}** — {c.title}: measured **{fmt(c.measured, c.error)}** vs "
-        f"{c.reference_label} **{c.reference:.6g}**. Rule: {c.rule}."
-        + (f" ({c.details})" if c.details else "")
+    return f"**{c.status}** — {c.title}: {c.describe()}." + (f" ({c.details})" if c.details else "")
+
+
+def claim_summary(claims) -> str:
+    """One paragraph: how many claims PASS, FAIL, are UNRESOLVED, and what a FAIL means among many.
+
+    With ``n`` independent claims decided at 3 sigma, about ``n * 0.0027`` false FAILs are
+    expected by chance (Gaussian tails); the note says so rather than let one FAIL read as a bug
+    or many PASSes read as proof.
+    """
+    counts = {s: sum(c.status == s for c in claims) for s in STATUSES}
+    n_tested = sum(np.isfinite(c.z) for c in claims)
+    text = (
+        f"{counts['PASS']} of {len(claims)} claims PASS, {counts['FAIL']} FAIL, "
+        f"{counts['UNRESOLVED']} UNRESOLVED (the data at this scale cannot decide them; each "
+        "says how many networks would). "
     )
+    if n_tested:
+        text += (
+            f"{n_tested} claims are z-tests at |z| < 3: among that many, "
+            f"{n_tested * 0.0027:.2g} chance FAILs are expected if every claim is true, so a "
+            "single marginal FAIL is evidence to rerun at a larger scale, not proof of an error."
+        )
+    return text
+
+
+def stored_results(out) -> list[SpecResult]:
+    """The spec results stored under ``out/results``, in zoo order.
+
+    Raises:
+        ValueError: there are none.
+    """
+    folder = Path(out) / "results"
+    stores = _order(list(folder.glob("*.zarr")))
+    if not stores:
+        raise ValueError(f"no stored results in {str(folder)!r}; run nnqft reproduce")
+    return [load_result(p) for p in stores]
 
 
 def build_report(out) -> Path:
@@ -105,21 +140,19 @@ def build_report(out) -> Path:
 
     out = Path(out)
     check_output_path(out / "index.md")
-    stores = _order(list((out / "results").glob("*.zarr")))
-    if not stores:
-        raise ValueError(f"no stored results in {str(out / 'results')!r}; run nnqft reproduce")
-    results = [load_result(p) for p in stores]
+    results = stored_results(out)
     claims = [c for r in results for c in r.claims]
-    n_pass = sum(c.passed for c in claims)
     title = "nnqft_ppl report: neural networks as field theories"
     md = [
         f"# {title}",
-        f"{n_pass} of {len(claims)} claims pass. Each section below is one spec of the model "
-        "zoo (`models/`): its figure, its table (CSV), every claim's measured value with its "
-        "uncertainty next to the exact or analytic value, and the rule that decides PASS/FAIL. "
+        claim_summary(claims),
+        "Each section below is one spec of the model zoo (`models/`): its figure, its table "
+        "(CSV), every claim's measured value with its uncertainty next to the exact or analytic "
+        "value, the rule that decides it and, where the data could not have failed it, how "
+        "many networks would. "
         "Errors are the exact sampling errors where the library has them (single-hidden-layer "
         "nets) and jackknife errors otherwise. Rebuild with `nnqft report DIR`.",
-        "\n".join(f"- {'PASS' if c.passed else 'FAIL'}: {c.title}" for c in claims),
+        "\n".join(f"- {c.status}: {c.title}" for c in claims),
     ]
     for r in results:
         md += _section(r, out)

@@ -17,23 +17,49 @@ import xarray as xr
 
 from ..core.storage import open_store, write_store
 
-__all__ = ["Claim", "StudyResult", "SpecResult", "result_path", "load_result", "fmt"]
+__all__ = [
+    "Claim",
+    "StudyResult",
+    "SpecResult",
+    "result_path",
+    "load_result",
+    "fmt",
+    "STATUSES",
+    "z_claim",
+    "exact_claim",
+    "unresolved_claim",
+]
+
+#: A claim passes, fails, or the data cannot decide it (no power at this size).
+STATUSES = ("PASS", "FAIL", "UNRESOLVED")
 
 
 def fmt(value: float, error: float | None = None) -> str:
-    """``1.234e-3 ± 5.6e-5`` (or just the value when the error is 0 / NaN)."""
+    """``0.0521 ± 0.028`` (or just the value when the error is 0 / NaN)."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
     if error is None or not np.isfinite(error) or error == 0:
-        return f"{value:.6g}"
+        return f"{value:.4g}"
     return f"{value:.4g} ± {error:.2g}"
 
 
 @dataclass
 class Claim:
-    """One checkable statement: measured value with error, the reference, the rule, pass/fail.
+    """One checkable statement, with what it would take to fail.
 
-    Example:
-        >>> Claim("falloff_m4", "m_4 falls as 1/N", -0.98, 0.05, -1.0, "analytic",
-        ...       "|slope + 1| < 3 sigma", True)
+    Attributes:
+        key, title: identity and the statement in words.
+        measured, error: the measured value and its standard error (NaN when exact).
+        reference, reference_label: what it is compared with ("" for no reference value).
+        rule: the decision rule in words (e.g. ``"|z| < 3"``).
+        status: ``"PASS"``, ``"FAIL"`` or ``"UNRESOLVED"`` (no power at this size).
+        z: ``(measured - reference) / error`` where that is the test statistic, else NaN.
+        resolution: the smallest deviation the data could have detected (3 standard errors),
+            in the units of ``effect``.
+        effect, effect_label: the size of what is under test (e.g. the non-Gaussian part, the
+            difference between rival predictions) and its name.
+        needed: networks needed to resolve an UNRESOLVED claim (NaN otherwise).
+        details: further numbers.
     """
 
     key: str
@@ -43,15 +69,93 @@ class Claim:
     reference: float
     reference_label: str
     rule: str
-    passed: bool
+    status: str
+    z: float = np.nan
+    resolution: float = np.nan
+    effect: float = np.nan
+    effect_label: str = ""
+    needed: float = np.nan
     details: str = ""
 
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    def describe(self) -> str:
+        """The claim's numbers in words (no "vs 0", z with its rule, the power)."""
+        parts = [fmt(self.measured, self.error)]
+        if self.reference_label:
+            parts[0] += f" vs {self.reference_label} {fmt(self.reference)}"
+        if np.isfinite(self.z):
+            parts.append(f"z = {self.z:.2f} (rule {self.rule})")
+        else:
+            parts.append(f"rule: {self.rule}")
+        if np.isfinite(self.effect):
+            parts.append(f"resolution {fmt(self.resolution)} (3 sigma) vs {self.effect_label} "
+                         f"{fmt(abs(self.effect))}")  # fmt: skip
+        if self.status == "UNRESOLVED":
+            needs = f"; needs about {self.needed:.2g} networks" if np.isfinite(self.needed) else ""
+            parts.append(f"not resolved at this scale{needs}")
+        return "; ".join(parts)
+
     def line(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        return (
-            f"{verdict}: {self.title}: measured {fmt(self.measured, self.error)} vs "
-            f"{self.reference_label} {self.reference:.6g} ({self.rule})"
-        )
+        return f"{self.status}: {self.title}: {self.describe()}"
+
+
+def z_claim(
+    key: str,
+    title: str,
+    measured: float,
+    error: float,
+    reference: float,
+    reference_label: str,
+    *,
+    k: float = 3.0,
+    effect: float = np.nan,
+    effect_label: str = "",
+    n_networks: float = np.nan,
+    details: str = "",
+) -> Claim:
+    """A claim that ``measured`` agrees with ``reference`` within ``k`` standard errors.
+
+    With an ``effect`` (the size of what the agreement is meant to show, e.g. the non-Gaussian
+    part of a correlator or the gap between rival predictions): a claim that would PASS although
+    ``k * error`` is not smaller than the effect is UNRESOLVED (the data could not have told the
+    difference), with the networks needed (``n_networks`` scaled by ``(k error / effect)^2``).
+    ``|z| >= k`` is a FAIL whatever the power: the data reject the reference.
+    """
+    z = (measured - reference) / error if error > 0 else np.nan
+    resolution = k * error
+    status = "PASS" if np.isfinite(z) and abs(z) < k else "FAIL"
+    needed = np.nan
+    if status == "PASS" and np.isfinite(effect) and not resolution < abs(effect):
+        status = "UNRESOLVED"
+        needed = n_networks * (resolution / abs(effect)) ** 2 * 1.2  # 20% margin
+    return Claim(key, title, float(measured), float(error), float(reference), reference_label,
+                 f"|z| < {k:g}", status, float(z), float(resolution), float(effect),
+                 effect_label, float(needed), details)  # fmt: skip
+
+
+def exact_claim(
+    key: str,
+    title: str,
+    measured: float,
+    reference: float,
+    reference_label: str,
+    tolerance: float,
+    rule: str,
+    details: str = "",
+) -> Claim:
+    """A noise-free claim: ``|measured - reference| < tolerance`` (quadrature accuracy)."""
+    passed = bool(np.isfinite(measured) and abs(measured - reference) < tolerance)
+    return Claim(key, title, float(measured), np.nan, float(reference), reference_label, rule,
+                 "PASS" if passed else "FAIL", details=details)  # fmt: skip
+
+
+def unresolved_claim(key: str, title: str, rule: str, why: str, needed: float = np.nan) -> Claim:
+    """A claim the data cannot decide (no test: e.g. it holds by construction)."""
+    return Claim(key, title, np.nan, np.nan, np.nan, "", rule, "UNRESOLVED",
+                 needed=float(needed), details=why)  # fmt: skip
 
 
 @dataclass

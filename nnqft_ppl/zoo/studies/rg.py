@@ -18,7 +18,7 @@ import xarray as xr
 from ...core.progress import progress_bar
 from ...oracle.exact import exact_cumulant
 from ...theory.rg import rg_flow
-from ..results import Claim, StudyResult
+from ..results import Claim, StudyResult, exact_claim
 from ..specs import register_study
 
 __all__ = ["run_rg"]
@@ -59,29 +59,24 @@ def run_rg(spec, cache=None, progress: bool = False) -> StudyResult:
 
 def _claim(arch, d: int, flow) -> Claim:
     if flow.analytic_exponent is not None:
-        dev = abs(flow.slope - flow.analytic_exponent)
-        return Claim(
+        return exact_claim(
             f"rg_slope_d{d}",
             f"{arch.name} d={d}: RG slope of log|lambda| vs log L equals -(d+4)",
-            flow.slope,
-            flow.slope_stderr,
-            flow.analytic_exponent,
-            "analytic -(d+4)",
+            flow.slope, flow.analytic_exponent, "analytic -(d+4)", QUADRATURE_TOLERANCE,
             f"|slope - analytic| < {QUADRATURE_TOLERANCE:g} (noise-free oracle: quadrature "
             "accuracy)",
-            dev < QUADRATURE_TOLERANCE,
             f"R^2 = {flow.r2:.8f}",
-        )
+        )  # fmt: skip
     last = float(flow.local_slope.values[-1])
     ratio = float(flow.coupling.values[-1] / flow.limit) if flow.limit else np.nan
+    stops = abs(last) < 0.01 and abs(ratio - 1) < 0.01
     return Claim(
         f"rg_stops_d{d}",
         f"{arch.name} d={d}: the flow stops at the all-space coupling",
-        last,
-        0.0,
-        0.0,
-        "stopped flow (slope 0)",
-        "|local slope at L_max| < 0.01 and |lambda(L_max) / lambda(all space) - 1| < 0.01",
-        abs(last) < 0.01 and abs(ratio - 1) < 0.01,
-        f"lambda(L_max) / lambda(all space) = {ratio:.6f}",
-    )
+        last, np.nan, np.nan, "",
+        "|local slope d log|lambda| / d log L at the largest cutoff| < 0.01 and "
+        "|lambda(L_max) / lambda(all space) - 1| < 0.01",
+        "PASS" if stops else "FAIL",
+        details=f"local slope {last:.2g}; lambda(L_max) / lambda(all space) = {ratio:.6f}; "
+        f"the slope at the smallest cutoff is {float(flow.local_slope.values[0]):.3g}",
+    )  # fmt: skip
