@@ -247,17 +247,29 @@ def test_trained_ensemble_matches_infinite_width_fast():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("width", [1024, 4096])
-def test_trained_ensemble_matches_infinite_width(width):
-    """Erf-net after 10, 100, 1000 and 2500 steps (converged: (1 - eta lambda_min)^2500 = 4e-5,
-    and ntk_predict at 2500 steps differs from steps=None by 4e-6, far below the errors).
+@pytest.mark.parametrize(
+    "arch,width,steps",
+    [
+        (ERF, 1024, [10, 100, 1000, 2500]),
+        (ERF, 4096, [10, 100, 1000, 2500]),
+        (nq.MLP(depth=2, activation="erf", sw0=4.0, sb0=1.0, sb1=0.0), 1024, [10, 100]),
+    ],
+    ids=["erf-1024", "erf-4096", "depth2-erf-1024"],
+)
+def test_trained_ensemble_matches_infinite_width(arch, width, steps):
+    """Erf-nets after 10, 100, 1000 and 2500 steps (converged: (1 - eta lambda_min)^2500 = 4e-5,
+    and ntk_predict at 2500 steps differs from steps=None by 4e-6, far below the errors), and a
+    depth-2 Erf-net after 10 and 100 steps.
 
-    32 networks per width. The trained ensemble is narrow (standard deviation 0.005-0.03 at the
+    32 networks each. The trained ensemble is narrow (standard deviation 0.005-0.03 at the
     test inputs), and its O(1/N) deviation from the infinite-width prediction is resolved by
-    larger ensembles: at width 1024 with 256 networks the plain z-scores reach 7.8 (t = 100) and
-    8.9 (t = 2500), a bias of about half a standard deviation of the ensemble.
+    larger ensembles: at width 1024 with 256 networks the largest plain z-scores of the mean are
+    7.9, 8.4 and 9.8 after 100, 1000 and 2500 steps (benchmarks/training_width_scaling.py), a
+    bias of about half a standard deviation of the ensemble, so |z| ~ 3 is expected from the
+    bias alone at 32 networks (measured 4.0 at t = 100 here); at width 4096 it stays below 4
+    with 256 networks.
     """
-    result = _agreement(ERF, width, 32, [10, 100, 1000, 2500], seed=7)
+    result = _agreement(arch, width, 32, steps, seed=7)
     assert max(max(v) for v in result.values()) < Z_MAX
 
 

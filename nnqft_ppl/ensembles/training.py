@@ -290,8 +290,11 @@ def correlator_stats_from_outputs(
                 f"max_order must be <= 4 with center (the 6-pt cumulant of an asymmetric "
                 f"ensemble needs odd moments), got {max_order}"
             )
-        shift = f.mean(axis=0) if isinstance(center, str) and center == "mean" else center
-        shift = np.asarray(shift, dtype=np.float64)
+        if isinstance(center, str):
+            if center != "mean":
+                raise ValueError(f"center must be None, 'mean' or an array, got {center!r}")
+            center = f.mean(axis=0)
+        shift = np.asarray(center, dtype=np.float64)
         if shift.shape != (X.shape[0],):
             raise ValueError(
                 f"center must be None, 'mean' or shape ({X.shape[0]},), got {center!r}"
