@@ -41,11 +41,11 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_ours(arch, width, n, steps, eta) -> float:
+def time_ours(arch, width, n, steps, eta, chunk_size=None) -> float:
     args = (arch, X_TRAIN, Y_TRAIN, X_TEST, width)
-    train_ensemble(*args, n, steps, eta)  # compile (same chunk layout as the timed run)
+    train_ensemble(*args, n, steps, eta, chunk_size=chunk_size)  # compile (same chunk layout)
     start = time.perf_counter()
-    train_ensemble(*args, n, steps, eta, seed=1)
+    train_ensemble(*args, n, steps, eta, seed=1, chunk_size=chunk_size)
     return time.perf_counter() - start
 
 
@@ -105,10 +105,11 @@ def main():
         )
         print(f"{width:6d} {ours:19.3g} {loop:19.3g} {ours / loop:7.0f}", flush=True)
 
-    width, n = args.widths[0], args.networks
-    time_ours(arch, width, n, args.steps, eta)
+    # The same compiled chunk for both sizes, so that only the number of networks changes.
+    width, n, chunk = args.widths[0], args.networks, 512
+    time_ours(arch, width, n, args.steps, eta, chunk)
     before = max_rss_mb()
-    time_ours(arch, width, 10 * n, args.steps, eta)
+    time_ours(arch, width, 10 * n, args.steps, eta, chunk)
     after = max_rss_mb()
     print(
         f"peak memory (max RSS) at width {width}: {before:.0f} MB after {n} networks, "
