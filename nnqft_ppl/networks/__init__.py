@@ -1,5 +1,6 @@
 """Layer 2, networks: activations, architectures (one description gives the sampler, the
-forward pass, the NumPyro model and the kernel), GP kernels and the classic inputs."""
+forward pass, the NumPyro model and the kernel), GP kernels, the neural tangent kernel and the
+classic inputs."""
 
 from .activations import ACTIVATIONS, Activation, Erf, GaussExp, ReLU, Tanh, get_activation
 from .architectures import (
@@ -12,6 +13,7 @@ from .architectures import (
     build_architecture,
 )
 from .kernels import interaction_kernel, kernel, kernel_entry, kernel_matrix
+from .ntk import learning_rate_limit, ntk
 from .presets import paper_inputs
 
 __all__ = [
@@ -33,5 +35,7 @@ __all__ = [
     "kernel",
     "kernel_entry",
     "kernel_matrix",
+    "learning_rate_limit",
+    "ntk",
     "paper_inputs",
 ]

@@ -1,11 +1,14 @@
 """Activations: the pointwise map and its Gaussian two-point map, one small class each.
 
-An activation defines two things only (the tinygp pattern): ``__call__(z, q)`` for one
-pre-activation ``z`` whose variance over the parameter prior is ``q``, and
+An activation needs one thing only (the tinygp pattern): ``__call__(z, q)`` for one
+pre-activation ``z`` whose variance over the parameter prior is ``q``. Everything else has a
+numerical default that a subclass with a closed form overrides:
 ``gaussian_product(c11, c22, c12) = E[phi(u) phi(v)]`` for ``(u, v) ~ N(0, [[c11, c12],
-[c12, c22]])``, used by the kernel recursion. Subclasses with a closed form override it;
-the default is a Gauss--Hermite rule, so any new smooth activation gets a kernel for free
-(a kink, as in ReLU, would limit it to a few digits: give such activations a closed form).
+[c12, c22]])`` (the kernel recursion), ``gaussian_derivative_product`` (the same for ``phi'``:
+the neural tangent kernel) and ``closed_form_moments`` (exact single-layer cumulants). The
+defaults are Gauss--Hermite rules, so any new smooth activation gets a kernel and an NTK for
+free (a kink, as in ReLU, would limit them to a few digits: give such activations closed
+forms).
 
 Defining a subclass with a ``name`` registers it (:data:`ACTIVATIONS`): architectures, specs
 and the command line then accept that name, with no change to library code::
@@ -23,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
@@ -45,6 +49,7 @@ __all__ = [
 ACTIVATIONS: Registry[Activation] = Registry("activation")
 
 _GH_NODES = 80
+_GH_NODES_DERIVATIVE = 200
 
 
 @dataclass(frozen=True)
@@ -79,17 +84,47 @@ class Activation:
         return None
 
     def gaussian_product(self, c11, c22, c12):
-        """``E[phi(u) phi(v)]``, ``(u, v)`` centred Gaussian; arrays broadcast together."""
-        x, w = np.polynomial.hermite_e.hermegauss(_GH_NODES)
-        w = jnp.asarray(w / np.sqrt(2 * np.pi))
-        g1, g2 = x[:, None], x[None, :]
-        c11, c22, c12 = (jnp.asarray(c)[..., None, None] for c in (c11, c22, c12))
-        s1 = jnp.sqrt(c11)
-        rho = jnp.where(s1 > 0, c12 / jnp.where(s1 > 0, s1, 1.0), 0.0)
-        u = s1 * g1
-        v = rho * g1 + jnp.sqrt(jnp.clip(c22 - rho**2, 0.0)) * g2
-        vals = self(u, c11) * self(v, c22)
-        return jnp.einsum("...ij,i,j->...", vals, w, w)
+        """``E[phi(u) phi(v)]``, ``(u, v)`` centred Gaussian; arrays broadcast together.
+
+        Default: a product Gauss--Hermite rule (``_GH_NODES`` nodes per dimension)."""
+        return _gauss_hermite_product(self, c11, c22, c12, _GH_NODES)
+
+    def gaussian_derivative_product(self, c11, c22, c12):
+        """``E[phi'(u) phi'(v)]`` for ``(u, v)`` centred Gaussian (the neural tangent kernel's
+        layer factor); arrays broadcast together.
+
+        Default: a product Gauss--Hermite rule (``_GH_NODES_DERIVATIVE`` nodes per dimension)
+        on the derivative ``phi'`` (``jax.jvp`` of ``__call__`` at fixed ``q``), for smooth
+        activations; subclasses with a closed form override it. Derivatives are harder to
+        integrate than ``phi``: tanh' = sech^2 has double poles at ``z = i pi / 2``, i.e. at
+        ``g = i pi / (2 sqrt(c))`` in the standardised variable, and the rule's error at
+        ``c = 5`` is 2e-4 (relative) with 80 nodes, 3e-7 with 200 (against adaptive quadrature).
+        """
+        return _gauss_hermite_product(_Derivative(self), c11, c22, c12, _GH_NODES_DERIVATIVE)
+
+
+def _gauss_hermite_product(phi: Activation, c11, c22, c12, n_nodes: int):
+    """``E[phi(u) phi(v)]`` by an ``n_nodes``-point product Gauss--Hermite rule."""
+    x, w = np.polynomial.hermite_e.hermegauss(n_nodes)
+    w = jnp.asarray(w / np.sqrt(2 * np.pi))
+    g1, g2 = x[:, None], x[None, :]
+    c11, c22, c12 = (jnp.asarray(c)[..., None, None] for c in (c11, c22, c12))
+    s1 = jnp.sqrt(c11)
+    rho = jnp.where(s1 > 0, c12 / jnp.where(s1 > 0, s1, 1.0), 0.0)
+    u = s1 * g1
+    v = rho * g1 + jnp.sqrt(jnp.clip(c22 - rho**2, 0.0)) * g2
+    return jnp.einsum("...ij,i,j->...", phi(u, c11) * phi(v, c22), w, w)
+
+
+@dataclass(frozen=True)
+class _Derivative(Activation):
+    """``z -> d phi(z, q) / dz`` of another activation, elementwise (for the quadrature)."""
+
+    of: Activation | None = None
+
+    def __call__(self, z, q):
+        # phi acts elementwise, so a forward-mode derivative with unit tangent is phi'(z).
+        return jax.jvp(lambda t: self.of(t, q), (z,), (jnp.ones_like(z),))[1]
 
 
 @dataclass(frozen=True)
@@ -103,6 +138,11 @@ class Erf(Activation):
 
     def gaussian_product(self, c11, c22, c12):
         return (2 / jnp.pi) * jnp.arcsin(2 * c12 / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22)))
+
+    def gaussian_derivative_product(self, c11, c22, c12):
+        """``phi' = (2/sqrt(pi)) exp(-z^2)``, so ``E[phi' phi'] = (4/pi) E[exp(-u^2 - v^2)]
+        = (4/pi) / sqrt(det(1 + 2C)) = (4/pi) / sqrt((1 + 2 c11)(1 + 2 c22) - 4 c12^2)``."""
+        return (4 / jnp.pi) / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22) - 4 * c12**2)
 
 
 @dataclass(frozen=True)
@@ -124,6 +164,18 @@ class ReLU(Activation):
         t = jnp.arccos(cos_t)
         value = norm * (jnp.sin(t) + (jnp.pi - t) * cos_t) / (2 * jnp.pi)
         return jnp.where(norm > 0, value, 0.0)
+
+    def gaussian_derivative_product(self, c11, c22, c12):
+        """``phi'`` is the step function, so ``E[phi' phi'] = P(u > 0, v > 0) = (pi - t) / (2 pi)``
+        with the same angle ``t``. A pre-activation of zero variance (no bias, x = 0) gets the
+        value at ``t = pi/2``, 1/4; it only ever multiplies a tangent kernel entry that is 0."""
+        norm = jnp.sqrt(c11 * c22)
+        cos_t = jnp.clip(c12 / jnp.where(norm > 0, norm, 1.0), -1.0, 1.0)
+        # Unlike the kernel (flat in t at t = 0), this is linear in t, and arccos turns a
+        # 1-ulp rounding of cos t = 1 into t ~ 1e-8: snap rounded (anti)parallel pairs.
+        tol = 4 * jnp.finfo(cos_t.dtype).eps
+        cos_t = jnp.where(jnp.abs(cos_t) > 1 - tol, jnp.sign(cos_t), cos_t)
+        return (jnp.pi - jnp.arccos(cos_t)) / (2 * jnp.pi)
 
 
 @dataclass(frozen=True)
@@ -158,6 +210,11 @@ class GaussExp(Activation):
         upper = np.triu(np.ones((n, n), dtype=bool), k=1)
         return np.exp(pair[:, upper].sum(-1) - 0.5 * np.diagonal(pair, 0, 1, 2).sum(-1))
 
+    def gaussian_derivative_product(self, c11, c22, c12):
+        """``phi' = phi`` (``q`` is a constant of the input, not of ``z``), so ``E[phi' phi']``
+        is the same closed form as :meth:`gaussian_product`."""
+        return self.gaussian_product(c11, c22, c12)
+
 
 @dataclass(frozen=True)
 class Linear(Activation):
@@ -171,6 +228,10 @@ class Linear(Activation):
     def gaussian_product(self, c11, c22, c12):
         c11, c22, c12 = jnp.broadcast_arrays(c11, c22, c12)
         return 1.0 * c12
+
+    def gaussian_derivative_product(self, c11, c22, c12):
+        c11, c22, c12 = jnp.broadcast_arrays(c11, c22, c12)
+        return jnp.ones_like(1.0 * c12)  # phi' = 1
 
     def closed_form_moments(self, C, tuples):
         """Isserlis: ``E[prod_k z_k]`` is the sum over pairings of products of C."""
