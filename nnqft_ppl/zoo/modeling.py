@@ -7,7 +7,7 @@ correlator statistics into a NumPyro model or a posterior.
 from __future__ import annotations
 
 from ..inference.likelihoods import correlator_data, correlator_model
-from ..inference.runners import NUTSSettings, SVISettings, infer
+from ..inference.runners import ClosedFormSettings, NUTSSettings, SVISettings, infer
 from .specs import Spec, SpecError
 
 __all__ = ["spec_model", "infer_spec"]
@@ -35,8 +35,10 @@ def infer_spec(spec: Spec, stats, likelihood: str | None = None, progress: bool 
         method = NUTSSettings(
             num_chains=inf.num_chains, num_warmup=inf.num_warmup, num_samples=inf.num_samples
         )
-    else:
+    elif inf.method == "svi":
         method = SVISettings(num_samples=inf.num_samples)
+    else:
+        method = ClosedFormSettings(num_chains=inf.num_chains, num_samples=inf.num_samples)
     return infer(
         stats,
         spec.coupling_form(),

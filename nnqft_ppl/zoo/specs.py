@@ -216,7 +216,7 @@ class InferenceSpec(_Strict):
     """``[inference]``: which likelihoods feed ``nq.infer`` at which width."""
 
     likelihoods: list[Literal["correlator", "field"]] = ["correlator"]
-    method: Literal["nuts", "svi"] = "nuts"
+    method: Literal["nuts", "svi", "closed_form"] = "nuts"
     width: int = Field(ge=1)
     num_chains: int = Field(4, ge=1)
     num_warmup: int = Field(500, ge=10)
