@@ -102,7 +102,8 @@ def _stored_ensemble(attrs: dict, inputs: np.ndarray):
         for k, v in attrs.items()
         if k.startswith("architecture_")
     }
-    fields = ("width", "n_networks", "seed", "max_order", "n_batches", "batch_size", "dtype")
+    fields = ("width", "n_networks", "seed", "max_order", "n_batches", "batch_size", "dtype",
+              "estimator")  # fmt: skip
     return Ensemble(architecture_from_dict(arch), inputs, **{k: attrs[k] for k in fields})
 
 
