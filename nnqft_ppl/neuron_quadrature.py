@@ -3,45 +3,55 @@
 For one neuron ``z(x) = b0 + W0 . x`` with ``b0 ~ N(0, sb0^2)`` and ``W0 ~ N(0, sw0^2/d I)``, so
 the pre-activations at P inputs are ``z = L g`` with ``g ~ N(0, I_r)`` and the factor
 ``L = [sb0, sw0 X / sqrt(d)]`` of rank ``r <= d + 1`` (columns that vanish, e.g. ``sb0 = 0``,
-are dropped; when the rows of L span fewer than r dimensions, e.g. for ``P <= d`` inputs, the
-integral is rotated onto their span). Every expectation is then an r-dimensional Gaussian
-integral, done with a fixed rule ``E[h(z)] ~= sum_q w_q h(z_q)`` on nodes that serve all index
-multisets at once:
+are dropped; when the rows of L span fewer dimensions, e.g. ``P <= d`` inputs, the integral is
+rotated onto their span: one input is always a one-dimensional integral). Every expectation
+is then an r-dimensional Gaussian integral, done with a fixed rule
+``E[h(z)] ~= sum_q w_q h(z_q)`` on nodes that serve all index multisets at once:
 
 * smooth activations (erf, tanh, any user-defined smooth one): the tensor trapezoid rule on a
-  ball of radius ~9, with step ``h_j = pi / sqrt(T (n a_j^2 + 1/2))`` along axis j, where
-  ``a_j = max_k |L_kj|`` and n is the highest order. For a Gaussian-weighted analytic integrand
-  the trapezoid error is the Fourier transform at ``2 pi / h``; for ``erf(a g)^n`` it decays as
-  ``exp(-pi^2 / (h^2 (n a^2 + 1/2)))`` (erf grows like ``exp(a^2 y^2)`` off the real axis),
-  for tanh as ``exp(-pi^2 / (a h))`` (poles at ``i pi / 2a``). Gauss--Hermite converges far
-  more slowly for such integrands (at 40 nodes per axis, erf at d = 2 was off by ~1e-5), and
-  its polynomial exactness buys nothing here. For odd or even activations the nodes g and -g
-  are merged (even orders only), and nodes whose total contribution, bounded by
-  ``w_q max_k |phi_qk|^n``, is below 1e-12 of the moment are dropped; the ball grows until its
-  outer shell is negligible, which keeps unbounded activations (e.g. exp, gelu) exact too.
+  ball of radius ~9. For a Gaussian-weighted analytic integrand its error is the Fourier
+  transform at the dual lattice points ``2 pi m / h``: for ``erf(a g)^n`` (erf grows like
+  ``exp(y^2)`` off the real axis) it is ``exp(-pi^2 / (h^2 (n a^2 + 1/2)))``, for tanh about
+  ``exp(-pi^2 / (a h))`` (poles at ``i pi / 2a``). The steps start from
+  ``pi / sqrt(T (n a_j^2 + 1/2))`` with ``a_j = max_k |L_kj|`` along axis j and are scaled so
+  that the erf model's smallest exponent over all multisets of order n and all dual points
+  is T (22 for r = 3, 4; 36 for r <= 2, where nodes are cheap), at most 0.8; of the inputs'
+  axes and the principal axes of L, the one with fewer nodes is used. Gauss--Hermite
+  converges far more slowly for such integrands (the former 40-node rule was off by ~1e-4 at
+  d_in = 2, 22 nodes by ~5e-3 at d_in = 3). For odd or even activations the nodes g and -g
+  are merged (even orders only); nodes whose contributions, bounded by
+  ``w_q max_k |phi_qk|^n``, add up to less than 1e-13 of every moment are dropped, and the
+  ball grows until its outer shell is negligible, so unbounded activations (softplus,
+  ``exp(z - q)``) are integrated as accurately.
 * positively homogeneous ones (ReLU): ``g = R omega`` splits into the radial moment
   ``E[R^n] = 2^(n/2) Gamma((r+n)/2) / Gamma(r/2)`` and an angular average over the sphere
   ``S^(r-1)``; the angular integrand is smooth between the great circles ``L_k . omega = 0``,
   so the angular rule splits at them: exact for r = 1, Gauss--Legendre arcs between the kinks
   for r = 2 (exact to rounding), and for r = 3 the azimuth is split at its kinks and the polar
   angle at the tangencies (with a cosine map that removes the square-root endpoint behaviour)
-  and at the crossings of two kink circles (where the azimuthal integral has a
-  ``(t - t*)_+^(k+1)`` singularity). A rank-4 ReLU integral (d_in = 3 with a bias and at least
-  4 inputs in general position) raises ``NotImplementedError``.
+  and at the crossings of two kink circles, where the azimuthal integral has a
+  ``(t - t*)_+^(k+1)`` singularity (without these breaks the former rule was off by ~3e-9).
+  A rank-4 ReLU integral (d_in = 3 with a bias and 4 or more inputs in general position)
+  raises ``NotImplementedError``: a sphere rule split along the kinks of ``S^3`` is not
+  implemented.
 
-Accuracy. Each rule is built for a relative error below ``TARGET_ACCURACY = 1e-10`` at every
-order ``n <= max_order``, relative to the largest moment of that order (which is a diagonal
-one, ``max_k E[phi_k^n]``, by Hoelder); entries much smaller than that carry the same absolute
-error. ``neuron_rule(..., check=True)`` gives an independent finer rule (trapezoid steps times
-0.8 and a larger ball; for ReLU, more nodes per piece) whose difference from the default one
-estimates the error: :func:`nnqft_ppl.exact.oracle_error`. Measured against Gauss--Legendre box
-rules (a different family) with 6 inputs of modulus ~1 at order 8 (sb0 = 1, sw0 = 1 or 2), the
-errors are ~1e-14 to 3e-11 for erf and tanh at d_in = 1, 2, 3 and ~1e-15 for ReLU.
+Accuracy. The rules are built for a relative error below ``TARGET_ACCURACY = 1e-10`` for every
+order ``n <= max_order``, relative to the largest moment of that order (a diagonal one,
+``max_k E[phi_k^n]``, by Hoelder); much smaller entries carry the same absolute error.
+``neuron_rule(..., check=True)`` gives an independent finer rule (trapezoid steps times 0.8 on
+a ball one unit larger; for ReLU 1.5 times the nodes per piece) whose difference from the
+default one estimates the default rule's error: :func:`nnqft_ppl.exact.oracle_error`.
+Measured at order 8 with 6 inputs of modulus ~1 (sb0 = 1, sw0 = 1 or 2, and without bias)
+against Gauss--Legendre box rules (d_in <= 2) or the check rule (d_in = 3): erf 1e-14 to
+5e-13, tanh 1e-14 to 1e-11; ReLU 1e-15 against a Cartesian rule with one axis integrated
+exactly. Where these errors are above rounding, the error estimates match them to a factor
+of ~2.
 
-Cost. The nodes: about 1e3 to 1e4 for r <= 2, 1e5 to 5e5 for r = 3, and 1e6 to 8e6 for r = 4,
-growing like ``prod_j sqrt(n a_j^2 + 1/2)``; the weighted sums over them
-(:func:`nnqft_ppl.exact.single_neuron_moments`) cost ~2e4 flops per node at order 8 with 6
-inputs: well under a second for r <= 3, and a few seconds for r = 4 (sw0 = 1 or 2).
+Cost, at order 8 with 6 inputs (2 busy cores): r <= 2: 3e3 to 6e3 nodes, ~0.05 s; r = 3: 1e4
+to 2e5 nodes, 0.05 to 0.9 s; r = 4: 4e5 nodes (sw0 = 1), 1 to 1.5 s, and 2e6 nodes (sw0 = 2),
+5 to 8 s. Nodes grow like ``prod_j sqrt(n a_j^2 + 1/2)``; the weighted sums over them
+(:func:`nnqft_ppl.exact.single_neuron_moments`) cost ~2e4 flops per node. The check rule
+costs 2 to 4 times as much.
 """
 
 from __future__ import annotations
@@ -61,8 +71,8 @@ __all__ = ["NeuronRule", "neuron_rule", "input_factor", "TARGET_ACCURACY"]
 #: Relative accuracy the rules are built for (per order, relative to the largest moment).
 TARGET_ACCURACY = 1e-10
 
-# Trapezoid steps h_j = pi / sqrt(T (n a_j^2 + 1/2)). T = 22 gives <= 5e-11 for tanh and
-# <= 2e-12 for erf at order 8 (measured, r = 2, 3); low ranks take a larger T at no real cost.
+# Trapezoid steps: the erf model's aliasing exponent T (see _steps). T = 22 gives <= 1e-11 for
+# tanh and <= 5e-13 for erf at order 8 (measured, r = 3, 4); low ranks take T = 36 at no cost.
 _STEP_T = {1: 36.0, 2: 36.0, 3: 22.0, 4: 22.0}
 _MAX_STEP = 0.8  # the Gaussian alone aliases by exp(-2 pi^2 / h^2) < 4e-14 per axis
 _CHECK_STEP = 0.8  # the check rule's steps, relative to the default ones

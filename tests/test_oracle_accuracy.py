@@ -404,9 +404,10 @@ def test_single_input_moments_to_order_12_at_three_input_dimensions(activation):
     assert np.all(np.isfinite(m))
 
 
-def test_oracle_does_not_need_global_float64():
-    """The rules evaluate activations in float64 whatever the global JAX setting."""
-    arch, X = nq.ErfNet(d_in=2, sw0=1.5), INPUTS[2][:4]
+@pytest.mark.parametrize("arch", [nq.ErfNet(d_in=2, sw0=1.5), nq.GaussNet(d_in=2, sb0=0.5)])
+def test_oracle_does_not_need_global_float64(arch):
+    """The oracle computes in float64 whatever the global JAX setting."""
+    X = INPUTS[2][:4]
     expected = single_neuron_moments(arch, X, 8)
     previous = jax.config.jax_enable_x64
     try:
