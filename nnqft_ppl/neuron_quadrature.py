@@ -311,19 +311,24 @@ def _odd_or_even(phi, g: np.ndarray, L: np.ndarray, q: np.ndarray) -> bool:
 
 
 def _contribution_bound(values: np.ndarray, weights: np.ndarray, orders) -> np.ndarray:
-    """Per node ``max_n w_q max_k |phi_qk|^n / max_k E[phi_k^n]``: a bound on the node's share
-    of every moment of order n, relative to the largest one (a diagonal moment, by Hoelder)."""
-    square = values * values
-    top = np.max(square, axis=1)
-    power, top_power = square.copy(), top.copy()
-    bound = np.zeros_like(weights)
-    for _ in orders:
-        diag = np.max(weights @ power)
-        if diag > 0:
-            np.maximum(bound, weights * top_power / diag, out=bound)
-        power *= square
-        top_power *= top
-    return bound
+    """Per node ``max_n w_q max_k |phi_qk|^n / max_k E[phi_k^n]`` over the even orders
+    ``2, 4, ...``: a bound on the node's share of every moment of order n, relative to the
+    largest one (a diagonal moment, by Hoelder)."""
+    diag = np.zeros((len(orders), values.shape[1]))
+    for start in range(0, len(weights), _CHUNK):  # blocks bound the memory
+        square = values[start : start + _CHUNK] ** 2
+        power = square.copy()
+        for i in range(len(orders)):
+            diag[i] += weights[start : start + _CHUNK] @ power
+            power *= square
+    largest = np.max(diag, axis=1)
+    top = np.max(values * values, axis=1)
+    power, bound = top.copy(), np.zeros_like(weights)
+    for i in range(len(orders)):
+        if largest[i] > 0:
+            np.maximum(bound, power / largest[i], out=bound)
+        power *= top
+    return weights * bound
 
 
 def _negligible_dropped(bound: np.ndarray, tol: float) -> np.ndarray:
