@@ -17,9 +17,9 @@ is then an r-dimensional Gaussian integral, done with a fixed rule
   that the erf model's smallest exponent over all multisets of order n and all dual points
   is T (22 for r = 3, 4; 36 for r <= 2, where nodes are cheap), at most 0.8; of the inputs'
   axes and the principal axes of L, the one with fewer nodes is used. Gauss--Hermite
-  converges far more slowly for such integrands (the former 40-node rule was off by ~1e-4 at
-  d_in = 2, 22 nodes by ~5e-3 at d_in = 3). For odd or even activations the nodes g and -g
-  are merged (even orders only); nodes whose contributions, bounded by
+  converges far more slowly for such integrands (the former 40-node rule was off by up to 6e-4
+  at d_in = 2, 22 nodes by up to 5e-3 at d_in = 3, at order 8). For odd or even activations
+  the nodes g and -g are merged (even orders only); nodes whose contributions, bounded by
   ``w_q max_k |phi_qk|^n``, add up to less than 1e-13 of every moment are dropped, and the
   ball grows until its outer shell is negligible, so unbounded activations (softplus,
   ``exp(z - q)``) are integrated as accurately.
@@ -42,14 +42,14 @@ order ``n <= max_order``, relative to the largest moment of that order (a diagon
 a ball one unit larger; for ReLU 1.5 times the nodes per piece) whose difference from the
 default one estimates the default rule's error: :func:`nnqft_ppl.exact.oracle_error`.
 Measured at order 8 with 6 inputs of modulus ~1 (sb0 = 1, sw0 = 1 or 2, and without bias)
-against Gauss--Legendre box rules (d_in <= 2) or the check rule (d_in = 3): erf 1e-14 to
-5e-13, tanh 1e-14 to 1e-11; ReLU 1e-15 against a Cartesian rule with one axis integrated
-exactly. Where these errors are above rounding, the error estimates match them to a factor
-of ~2.
+against Gauss--Legendre box rules (r <= 3; the tests also do r = 4 with 4 inputs) or the check
+rule (r = 4): erf 1e-14 to 5e-13, tanh 1e-14 to 1e-11; ReLU 4e-15 against a Cartesian rule
+with one axis integrated exactly. Where these errors are above rounding, the error estimates
+match them to a factor of ~2.
 
-Cost, at order 8 with 6 inputs (2 busy cores): r <= 2: 3e3 to 6e3 nodes, ~0.05 s; r = 3: 1e4
-to 2e5 nodes, 0.05 to 0.9 s; r = 4: 4e5 nodes (sw0 = 1), 1 to 1.5 s, and 2e6 nodes (sw0 = 2),
-5 to 8 s. Nodes grow like ``prod_j sqrt(n a_j^2 + 1/2)``; the weighted sums over them
+Cost, at order 8 with 6 inputs (CPU time, one BLAS thread): r <= 2: 3e3 to 6e3 nodes, < 0.1 s;
+r = 3: 5e4 to 2e5 nodes, 0.2 to 0.5 s; r = 4: 4e5 nodes, ~1 s at sw0 = 1, and 2e6 nodes, 5 to
+6 s at sw0 = 2. Nodes grow like ``prod_j sqrt(n a_j^2 + 1/2)``; the weighted sums over them
 (:func:`nnqft_ppl.exact.single_neuron_moments`) cost ~2e4 flops per node. The check rule
 costs 2 to 4 times as much.
 """
