@@ -65,6 +65,7 @@ import numpy as np
 
 from ..core.multisets import index_multisets
 from ..core.precision import float64
+from ..core.quadrature import legendre_on_intervals
 from ..networks.architectures import MLP
 
 __all__ = ["NeuronRule", "neuron_rule", "input_factor", "TARGET_ACCURACY"]
@@ -346,19 +347,6 @@ def _negligible_dropped(bound: np.ndarray, tol: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------ positively homogeneous
-def _legendre_on(breaks: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss--Legendre nodes/weights on consecutive intervals of sorted ``breaks (..., B)``.
-
-    Returns ``(..., (B-1) * n)`` nodes and weights (weights include interval lengths).
-    """
-    s, ws = np.polynomial.legendre.leggauss(n)
-    a, b = breaks[..., :-1, None], breaks[..., 1:, None]
-    nodes = 0.5 * (a + b) + 0.5 * (b - a) * s
-    weights = 0.5 * (b - a) * ws
-    shape = breaks.shape[:-1] + (-1,)
-    return nodes.reshape(shape), weights.reshape(shape)
-
-
 def _sphere_rule(L: np.ndarray, check: bool) -> tuple[np.ndarray, np.ndarray]:
     """Angular rule on ``S^(r-1)`` split at the kinks ``L_k . omega = 0``: ``(Q, r)``, ``(Q,)``."""
     r = L.shape[1]
@@ -366,7 +354,7 @@ def _sphere_rule(L: np.ndarray, check: bool) -> tuple[np.ndarray, np.ndarray]:
         return np.array([[1.0], [-1.0]]), np.array([0.5, 0.5])
     if r == 2:
         kinks = np.arctan2(L[:, 1], L[:, 0])[:, None] + np.array([0.5, -0.5]) * np.pi
-        phi, w = _legendre_on(_sorted_breaks(kinks.ravel()), _ARC_NODES[check])
+        phi, w = legendre_on_intervals(_sorted_breaks(kinks.ravel()), _ARC_NODES[check])
         return np.stack([np.cos(phi), np.sin(phi)], axis=1), w / (2 * np.pi)
     if r == 3:
         return _sphere3_rule(L, check)
@@ -418,7 +406,7 @@ def _sphere3_rule(L: np.ndarray, check: bool) -> tuple[np.ndarray, np.ndarray]:
     half = np.arccos(np.clip(np.nan_to_num(c), -1, 1))
     centre = np.arctan2(L[:, 2], L[:, 1])[None, :]
     roots = np.where(has_roots[..., None], centre[..., None] + np.stack([half, -half], -1), 0.0)
-    p, wp = _legendre_on(_sorted_breaks(roots.reshape(len(t), -1)), _ARC_NODES[check])
+    p, wp = legendre_on_intervals(_sorted_breaks(roots.reshape(len(t), -1)), _ARC_NODES[check])
     st = np.sin(t)[:, None]
     omega = np.stack(
         [np.broadcast_to(np.cos(t)[:, None], p.shape), st * np.cos(p), st * np.sin(p)], axis=-1
