@@ -335,12 +335,15 @@ def plot_training_kappa4(table, path=None, title: str | None = None):
         ax1.loglog(N, table.S_exact.sel(step=0).values, "k-", lw=1, label="exact (t = 0)")
     ax1.set_xscale("log")
     ax1.set_yscale("log")
+    for ax in (ax1, ax2):  # the widths themselves as ticks
+        ax.set_xscale("log")
+        ax.set_xticks(N, [str(n) for n in N])
+        ax.minorticks_off()
     labels = ("width $N$", r"$|S|$ = mean $\kappa_4(x,x,x,x) / 3\Sigma_t(x,x)^2$",
               "kappa_4 of the trained ensemble (open: negative; dotted: 1/N)")  # fmt: skip
     ax1.set(xlabel=labels[0], ylabel=labels[1])
     ax1.set_title(labels[2], fontsize=9)
     ax1.legend(fontsize=7)
-    ax2.set_xscale("log")
     ax2.axhline(0, color="k", lw=0.8)
     ax2.set(xlabel="width $N$", ylabel="excess kurtosis / 3 (measured variance)")
     ax2.set_title("shape of the trained ensemble", fontsize=9)
@@ -371,6 +374,10 @@ def plot_training_ntk(table, path=None, title: str | None = None):
                     label=f"covariance, N = {w}")  # fmt: skip
     ax.axhline(1, color="k", lw=1, label="NTK prediction")
     ax.set_xscale("log")
-    labels = ("training step", "measured / predicted (projected summary)",
-              title or "trained ensemble vs the NTK Gaussian process")  # fmt: skip
-    return _finish(fig, path, ax, labels, fontsize=7)
+    ax.set_xticks(steps[trained], [str(s) for s in steps[trained]])
+    ax.minorticks_off()
+    ax.set_xlabel("training step")
+    ax.set_ylabel("measured / predicted (projected summary)")
+    ax.set_title(title or "trained ensemble vs the NTK Gaussian process", fontsize=9, wrap=True)
+    ax.legend(fontsize=7)
+    return _finish(fig, path)
