@@ -10,6 +10,7 @@ per second of:
 * ``hand``: the same compiled loop with a hand-written forward/backward pass of the one-hidden-
   layer net in place of ``jax.grad`` of the generic ``apply`` (not in the library: measured here
   to show whether it would pay);
+* the dispatch floor: one call of a jitted no-op from Python, the least a per-step loop pays;
 * ``loop``: what the issue's goal compares with: a jitted optax step (gradient + update) called
   from a Python loop over steps and over networks, one network at a time, the same optimizer,
   parametrisation and loss; ``loop fused``: one jitted call per network that runs all its steps
@@ -161,6 +162,22 @@ def loop(arch, width, n, steps, eta, fused=False):
     return run
 
 
+def dispatch_floor(repeats: int = 2000) -> float:
+    """Seconds per call of a jitted function that does nothing (the per-step floor of any
+    Python loop that calls a jitted step)."""
+    noop = jax.jit(lambda a: a)
+    a = jnp.zeros(8)
+    noop(a).block_until_ready()
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a = noop(a)
+        a.block_until_ready()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
@@ -173,6 +190,7 @@ def main():
     arch = ARCHS[args.arch]
     eta = 0.5 * learning_rate_limit(arch, X_TRAIN)
     print(f"{arch.name}, {args.steps} steps of optax.sgd({eta:.4f}), 8 training points")
+    print(f"dispatch floor: {1e6 * dispatch_floor():.1f} us per call of a jitted no-op")
     print(f"{'width':>5} {'variant':>16} {'net-steps/s':>12} {'ns/(pt*neuron*step)':>20} "
           f"{'ratio wall':>10} {'ratio cpu':>9} {'cpu/wall':>8}")  # fmt: skip
     for width in args.widths:

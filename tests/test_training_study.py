@@ -273,14 +273,14 @@ def test_spec_scales_override_the_training_table():
 @pytest.mark.slow
 def test_default_scale_claims():
     """The default scale (about 1.5 minutes): the NTK summaries at width 1024 within 4 errors
-    of 1 (measured |z| <= 2.3), the untrained kappa_4 within 3 errors of the exact oracle, and
-    after 1000 steps kappa_4 resolved at the three narrowest widths (it is large there)."""
+    of 1 (measured |z| <= 2.3), the untrained kappa_4 within 3 errors of the exact oracle."""
     result = run_study(nq.load_spec(SPEC), "default")
     claims = {c.key: c for c in result.claims}
     for key, c in claims.items():
         if key.startswith("ntk_"):
             assert abs(c.z) < 4, c.line()
     assert abs(claims["kappa4_untrained"].z) < 3
-    t = result.tables["training_kappa4"].sel(step=1000)
-    assert np.all((t.S > 3 * t.S_err).values[:3])
+    # after 1000 steps kappa_4 is large at the narrow widths: at least 3 widths resolve it, so
+    # the exponent is measured (it is far steeper than -1 there: docs/training.md)
     assert claims["kappa4_exponent"].status != "UNRESOLVED"
+    assert claims["kappa4_exponent"].measured < -1
