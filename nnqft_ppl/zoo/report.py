@@ -47,10 +47,10 @@ WHY_SIZES = {
     "symmetry": "Noise-free oracle cumulants judged with the per-tuple sampling errors of the "
     "stated number of networks.",
     "training": "Every listed network is trained (the cost is networks x width x steps). The "
-    "sizes resolve kappa_4 after training at every width of the default scale, where it is "
-    "large; before training kappa_4 is small (~0.15/N in these units) and resolving it needs "
-    "~1e5-1e6 networks per width (paper scale); the claims say how many. The NTK comparison "
-    "uses few wide networks: the trained ensemble is narrow, so its mean is resolved to ~1%.",
+    "sizes resolve kappa_4 after 1000 steps at every width of the default scale, where it is "
+    "large; before training it is small (S = 0.26/N) and resolving it takes ~1e4 networks per "
+    "width, the coupling ~1e5 (the claims say how many). The NTK comparison needs few wide "
+    "networks: the trained ensemble is narrow, so its mean is resolved to ~1%.",
 }
 
 _STYLE = (
