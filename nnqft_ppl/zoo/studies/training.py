@@ -91,59 +91,24 @@ __all__ = ["run_training", "UNFIT_LOSS"]
 UNFIT_LOSS = 1e-2
 
 
-def trained_outputs(
-    arch,
-    X_train,
-    y_train,
-    X,
-    width,
-    n_networks,
-    steps,
-    eta,
-    seed,
-    snapshots,
-    precision="float64",
-    cache=None,
-    progress=False,
-) -> xr.DataArray:
+def trained_outputs(arch, X_train, y_train, X, width, n_networks, steps, eta, seed, snapshots,
+                    precision="float64", cache=None, progress=False) -> xr.DataArray:  # fmt: skip
     """``train_ensemble`` outputs ``(step, network, input)``, stored under ``cache`` and reused.
 
     The store is named by a hash of everything that determines the outputs, so a changed spec
     never reuses stale networks.
     """
+    args = (arch, X_train, y_train, X, width, n_networks, steps, eta, seed)
     path = None
     if cache is not None:
-        identity = [
-            arch.to_dict(),
-            np.asarray(X_train).tolist(),
-            np.asarray(y_train).tolist(),
-            np.asarray(X).tolist(),
-            width,
-            n_networks,
-            steps,
-            float(eta),
-            seed,
-            list(snapshots),
-            precision,
-        ]
+        arrays = [np.asarray(a).tolist() for a in (X_train, y_train, X)]
+        identity = [arch.to_dict(), *arrays, *args[4:7], float(eta), seed, list(snapshots),
+                    precision]  # fmt: skip
         key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
         path = Path(cache) / f"trained_{arch.name}_N{width}_{key}.zarr"
         if path.exists():
             return open_store(path)["f"]
-    f = train_ensemble(
-        arch,
-        X_train,
-        y_train,
-        X,
-        width,
-        n_networks,
-        steps,
-        eta,
-        seed,
-        snapshots=snapshots,
-        precision=precision,
-        progress=progress,
-    )
+    f = train_ensemble(*args, snapshots=snapshots, precision=precision, progress=progress)
     if path is not None:
         write_store(f.to_dataset(), path)
     return f
@@ -230,22 +195,9 @@ def run_training(spec, cache=None, progress: bool = False) -> StudyResult:
     X_all = np.vstack([X, X_train])  # outputs at the training inputs give the training loss
     P = X.shape[0]
 
-    def train(width, n):
-        return trained_outputs(
-            arch,
-            X_train,
-            y_train,
-            X_all,
-            width,
-            n,
-            tr.steps,
-            eta,
-            ens.seed,
-            snaps,
-            tr.precision,
-            cache,
-            progress,
-        ).values
+    def train(width, n):  # (step, network, P test + n_train training inputs)
+        args = (arch, X_train, y_train, X_all, width, n, tr.steps, eta, ens.seed, snaps)
+        return trained_outputs(*args, tr.precision, cache, progress).values
 
     sizes = spec.ensemble_sizes()
     rows, kept = {}, {}
