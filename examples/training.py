@@ -52,15 +52,24 @@ print(
     f"target {np.sin(3 * X_test[:, 0]).round(3)}"
 )
 
-# 2. a narrow ensemble is non-Gaussian: kappa_4 of the outputs at one input, before and after
+# 2. a narrow ensemble is non-Gaussian: kappa_4 of the outputs at one input, before and after,
+#    in units of the infinite-width trained ensemble's 3 Sigma_t(x, x)^2 (the training study's S)
 width, n = 8, 20_000
 x = X_test[3:4]
-f = train_ensemble(arch, X_train, y_train, x, width, n, 100, eta, seed=1, snapshots=[0, 100])
+f = train_ensemble(
+    arch, X_train, y_train, np.vstack([x, X_train]), width, n, 100, eta, seed=1, snapshots=[0, 100]
+)  # (step, network, 1 + 8): the test input, then the training inputs
 for t in (0, 100):
-    stats = correlator_stats_from_outputs(
-        arch, x, width, f.sel(step=t).values, 4, 100, center="mean"
-    )
+    ft = f.sel(step=t).values
+    stats = correlator_stats_from_outputs(arch, x, width, ft[:, :1], 4, 100, center="mean")
     k4, se = stats.cumulant(4).item(), stats.stderr(4).item()
-    print(f"N={width}, t={t:3d}: kappa_4(x, x, x, x) = {k4:.2e} +- {se:.1e} at x = {x[0, 0]}")
+    sigma = ntk_predict(arch, X_train, y_train, x, t, eta).covariance.item()
+    loss = 0.5 * ((ft[:, 1:] - y_train) ** 2).sum(axis=1)
+    print(
+        f"N={width}, t={t:3d}: kappa_4(x,x,x,x) = {k4:.2e} +- {se:.1e} at x = {x[0, 0]}; "
+        f"S = {k4 / (3 * sigma**2):.3g} +- {se / (3 * sigma**2):.2g}, variance / infinite-width "
+        f"{ft[:, 0].var() / sigma:.3g}, median training loss {np.median(loss):.3g}"
+    )
 exact = nq.exact_cumulant(arch, x, width, order=4).item()
 print(f"(exact kappa_4 of the untrained ensemble: {exact:.2e})")
+print("The whole study (widths, steps, NTK agreement, couplings): nnqft run training_erf")

@@ -36,7 +36,11 @@ from .correlators import CorrelatorStats
 from .description import Ensemble
 from .sampler import MomentSums
 
-__all__ = ["train_ensemble", "correlator_stats_from_outputs"]
+__all__ = ["train_ensemble", "correlator_stats_from_outputs", "PRECISIONS"]
+
+#: ``precision`` of :func:`train_ensemble`: ``"float64"`` everywhere, or ``"mixed"``: forward and
+#: backward pass in float32, parameters, optimizer state and updates in float64.
+PRECISIONS = ("float64", "mixed")
 
 #: Float64 parameters per chunk (1 MB): the step's working set (parameters, gradients, optimizer
 #: state, activations) then stays in the CPU caches; measured 1.5-3x faster than 16 MB chunks.
@@ -53,13 +57,15 @@ def _default_chunk(arch: MLP, width: int) -> int:
     return max(1, _PARAMETERS_PER_CHUNK // arch.n_parameters(width))
 
 
-@partial(jax.jit, static_argnames=("arch", "width", "optimizer", "chunk"))
-def _train_chunk(arch, width, optimizer, chunk, X_train, y_train, X_test, root, start, segments):
+@partial(jax.jit, static_argnames=("arch", "width", "optimizer", "chunk", "precision"))
+def _train_chunk(arch, width, optimizer, chunk, X_train, y_train, X_test, root, start, segments,
+                 precision="float64"):  # fmt: skip
     """Outputs ``(n_snapshots, chunk, P_test)`` of networks ``start .. start + chunk - 1``.
 
     ``segments[k]`` steps are taken before snapshot ``k`` (a traced array: new snapshot steps
     do not recompile, only a new number of snapshots does).
     """
+    compute = jnp.float32 if precision == "mixed" else jnp.float64
     n_params = arch.n_parameters(width)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(root, start + jnp.arange(chunk))
     # The same draw, in the same dtype, as MLP.draw_outputs: the untrained ensemble's networks.
@@ -70,7 +76,10 @@ def _train_chunk(arch, width, optimizer, chunk, X_train, y_train, X_test, root, 
         return arch.apply(arch.unflatten(t, width), X)
 
     def loss(t):
-        return 0.5 * jnp.sum((outputs(t, X_train) - y_train) ** 2)
+        # "mixed": the pass runs in float32; the cast's transpose hands back a float64
+        # gradient, so parameters and optimizer state keep float64 (small updates are not lost)
+        r = outputs(t.astype(compute), X_train.astype(compute)) - y_train.astype(compute)
+        return 0.5 * jnp.sum(r**2)
 
     grad = jax.vmap(jax.grad(loss))
     update = jax.vmap(optimizer.update)
@@ -114,6 +123,7 @@ def train_ensemble(
     *,
     snapshots=None,
     chunk_size: int | None = None,
+    precision: str = "float64",
     progress: bool = False,
 ) -> xr.DataArray:
     """Train ``n_networks`` networks of width ``width`` and return their outputs at ``X_test``.
@@ -138,6 +148,11 @@ def train_ensemble(
             result then has a leading ``step`` dimension.
         chunk_size: networks trained together in one compiled program (default: as many as
             fit 1 MB of parameters); results do not depend on it.
+        precision: ``"float64"`` (default) or ``"mixed"``: the forward and backward pass in
+            float32, parameters, optimizer state and updates in float64. Erf-nets train 5-10x
+            faster (XLA's float64 ``erf`` is slow on CPU) and their outputs move by ~1e-6 (erf,
+            1000 steps); ReLU nets gain little and their kinks amplify the rounding (docs/
+            training.md). Snapshot outputs are always evaluated in float64.
         progress: rich progress bar over chunks.
 
     Returns:
@@ -162,6 +177,8 @@ def train_ensemble(
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     steps = int(steps)
     snaps = _check_snapshots(snapshots, steps)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if optimizer is None:
         rate = check_learning_rate(learning_rate, learning_rate_limit(arch, Xtr))
         optimizer = _sgd(rate)
@@ -185,7 +202,7 @@ def train_ensemble(
         args = (jnp.asarray(Xtr), jnp.asarray(y), jnp.asarray(Xte), jax.random.PRNGKey(seed))
         with progress_bar(n_networks, f"training {arch.name} N={width}", progress) as advance:
             for lo in range(0, n_networks, chunk):
-                f = _train_chunk(arch, width, optimizer, chunk, *args, lo, segments)
+                f = _train_chunk(arch, width, optimizer, chunk, *args, lo, segments, precision)
                 hi = min(lo + chunk, n_networks)
                 out[:, lo:hi] = np.asarray(f)[:, : hi - lo]
                 advance(hi - lo)
@@ -217,6 +234,7 @@ def train_ensemble(
             "steps": steps,
             "learning_rate": rate,
             "optimizer": "sgd" if np.isfinite(rate) else "custom",
+            "precision": precision,
         },
     )
 

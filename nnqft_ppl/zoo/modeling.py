@@ -26,8 +26,10 @@ def spec_model(spec: Spec, stats):
     return correlator_model, {"data": data}
 
 
-def infer_spec(spec: Spec, stats, likelihood: str | None = None, progress: bool = False):
-    """``nq.infer`` with the spec's form, cutoff, likelihood and sampler settings."""
+def infer_spec(spec: Spec, stats, likelihood: str | None = None, progress: bool = False,
+               **options):  # fmt: skip
+    """``nq.infer`` with the spec's form, cutoff, likelihood and sampler settings; ``options``
+    (e.g. ``estimator``, ``covariance``) pass on to ``infer``."""
     if spec.inference is None:
         raise SpecError(f"spec {spec.name!r} names no likelihood ([inference] is missing)")
     inf = spec.inference
@@ -47,4 +49,5 @@ def infer_spec(spec: Spec, stats, likelihood: str | None = None, progress: bool 
         cutoff=spec.theory.cutoff,
         seed=inf.seed,
         progress=progress,
+        **options,
     )

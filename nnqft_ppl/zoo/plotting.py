@@ -22,6 +22,8 @@ __all__ = [
     "plot_sixpoint",
     "plot_heldout",
     "plot_posterior_summary",
+    "plot_training_kappa4",
+    "plot_training_ntk",
 ]
 
 
@@ -304,4 +306,78 @@ def plot_posterior_summary(table, path=None, title: str | None = None):
     ax.set_xlabel(r"$\lambda$")
     ax.set_title(title or "posterior of the quartic coupling", fontsize=9, wrap=True)
     ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_training_kappa4(table, path=None, title: str | None = None):
+    """Training study: kappa_4 of the trained ensemble against width, one curve per step.
+
+    Left: the summary ``S`` (diagonal kappa_4 in units of the infinite-width ``3 Sigma_t^2``)
+    against N, log-log, filled where positive and open where negative, with the exact value
+    before training (black) and 1/N guides (dotted) through each step's widest point. Right: the
+    excess kurtosis / 3 of the measured outputs (the distribution's shape) against N.
+    """
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    N = table.width.values
+    for i, s in enumerate(table.step.values):
+        t = table.sel(step=s)
+        S, err = t.S.values, t.S_err.values
+        color = f"C{i}"
+        for positive in (True, False):
+            m = (S > 0) == positive
+            ax1.errorbar(N[m], np.abs(S[m]), yerr=err[m], fmt="o", color=color, ms=5,
+                         mfc=color if positive else "none",
+                         label=f"t = {s}" if positive else None)  # fmt: skip
+        ax1.loglog(N, np.abs(S[-1]) * N[-1] / N, ":", color=color, lw=1)
+        ax2.errorbar(N, t.kurtosis.values, fmt="o-", color=color, ms=4, lw=1, label=f"t = {s}")
+    if 0 in table.step.values:
+        ax1.loglog(N, table.S_exact.sel(step=0).values, "k-", lw=1, label="exact (t = 0)")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    for ax in (ax1, ax2):  # the widths themselves as ticks
+        ax.set_xscale("log")
+        ax.set_xticks(N, [str(n) for n in N])
+        ax.minorticks_off()
+    labels = ("width $N$", r"$|S|$ = mean $\kappa_4(x,x,x,x) / 3\Sigma_t(x,x)^2$",
+              "kappa_4 of the trained ensemble (open: negative; dotted: 1/N)")  # fmt: skip
+    ax1.set(xlabel=labels[0], ylabel=labels[1])
+    ax1.set_title(labels[2], fontsize=9)
+    ax1.legend(fontsize=7)
+    ax2.axhline(0, color="k", lw=0.8)
+    ax2.set(xlabel="width $N$", ylabel="excess kurtosis / 3 (measured variance)")
+    ax2.set_title("shape of the trained ensemble", fontsize=9)
+    ax2.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_training_ntk(table, path=None, title: str | None = None):
+    """Training study: the wide trained ensemble against the NTK prediction, per step.
+
+    ``mean_summary`` (circles) and ``cov_summary`` (squares) with their errors against the step,
+    one colour per NTK width; 1 is the infinite-width prediction (before training the mean
+    summary is 0 and the covariance summary ``cov_untrained``).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    steps = table.step.values
+    trained = steps > 0
+    for i, w in enumerate(table.ntk_width.values):
+        t = table.sel(ntk_width=w)
+        x = steps[trained] * (1 + 0.04 * i)  # offset the widths so the error bars do not overlap
+        ax.errorbar(x, t.mean_summary.values[trained], yerr=t.mean_err.values[trained], fmt="o",
+                    color=f"C{i}", ms=5, capsize=3, label=f"mean, N = {w}")  # fmt: skip
+        ax.errorbar(x * 1.02, t.cov_summary.values[trained], yerr=t.cov_err.values[trained],
+                    fmt="s", color=f"C{i}", ms=5, mfc="none", capsize=3,
+                    label=f"covariance, N = {w}")  # fmt: skip
+    ax.axhline(1, color="k", lw=1, label="NTK prediction")
+    ax.set_xscale("log")
+    ax.set_xticks(steps[trained], [str(s) for s in steps[trained]])
+    ax.minorticks_off()
+    ax.set_xlabel("training step")
+    ax.set_ylabel("measured / predicted (projected summary)")
+    ax.set_title(title or "trained ensemble vs the NTK Gaussian process", fontsize=9, wrap=True)
+    ax.legend(fontsize=7)
     return _finish(fig, path)

@@ -67,6 +67,7 @@ ZOO = (
     "sixpoint_relu",
     "symmetry_erf",
     "symmetry_gauss",
+    "training_erf",
 )
 
 
@@ -224,6 +225,59 @@ class InferenceSpec(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class TrainingSpec(_Strict):
+    """``[training]``: every network of the ensemble trained by full-batch gradient descent
+    (``optax.sgd``) on ``n_train`` points ``x = linspace(x_min, x_max)`` of ``y = sin(frequency
+    x)`` (d_in = 1), rate ``eta = rate_factor / lambda_max(Theta_XX)`` (stable below 2), outputs
+    recorded at the ``snapshots`` steps; the NTK comparison trains ``ntk_networks`` networks at
+    each of ``ntk_widths``."""
+
+    steps: int = Field(ge=1)
+    snapshots: list[int] | None = None
+    rate_factor: float = Field(1.0, gt=0, lt=2)
+    n_train: int = Field(8, ge=2)
+    x_min: float = -1.0
+    x_max: float = 1.0
+    frequency: float = 3.0
+    ntk_widths: list[int] = [1024]
+    ntk_networks: int = Field(32, ge=2)
+    precision: Literal["float64", "mixed"] = "float64"
+
+    @field_validator("snapshots")
+    @classmethod
+    def _within_steps(cls, snapshots, info):
+        if snapshots is None:
+            return None
+        steps = info.data.get("steps", 0)
+        bad = [s for s in snapshots if not 0 <= s <= steps]
+        if bad or not snapshots:
+            raise ValueError(f"snapshots must be steps in [0, steps = {steps}], got {bad or []}")
+        if len(set(snapshots)) != len(snapshots):
+            raise ValueError("snapshots must be distinct")
+        return sorted(snapshots)
+
+    @field_validator("x_max")
+    @classmethod
+    def _range(cls, x_max, info):
+        if "x_min" in info.data and not x_max > info.data["x_min"]:
+            raise ValueError(f"must exceed x_min = {info.data['x_min']}")
+        return x_max
+
+    @field_validator("ntk_widths")
+    @classmethod
+    def _ntk_widths(cls, widths):
+        return EnsembleSpec._positive(widths)
+
+    def steps_recorded(self) -> list[int]:
+        """The snapshot steps (``[0, steps]`` unless given)."""
+        return self.snapshots if self.snapshots is not None else [0, self.steps]
+
+    def training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(X_train (n_train, 1), y_train (n_train,))``."""
+        x = np.linspace(self.x_min, self.x_max, self.n_train)
+        return x[:, None], np.sin(self.frequency * x)
+
+
 class ScaleSpec(_Strict):
     """``[scale.<name>]``: partial overrides applied on top of the base settings."""
 
@@ -236,8 +290,12 @@ class ScaleSpec(_Strict):
     num_samples: int | None = Field(None, ge=10)
     num_chains: int | None = Field(None, ge=1)
     inference_width: int | None = Field(None, ge=1)
+    training_steps: int | None = Field(None, ge=1)
+    snapshots: list[int] | None = None
+    ntk_widths: list[int] | None = None
+    ntk_networks: int | None = Field(None, ge=2)
 
-    @field_validator("widths")
+    @field_validator("widths", "ntk_widths")
     @classmethod
     def _positive(cls, widths):
         return EnsembleSpec._positive(widths) if widths is not None else None
@@ -255,6 +313,7 @@ class Spec(_Strict):
     ensemble: EnsembleSpec | None = None
     theory: TheorySpec = TheorySpec()
     inference: InferenceSpec | None = None
+    training: TrainingSpec | None = None
     claims: list[str] | None = None
     scale: dict[str, ScaleSpec] = {}
 
@@ -286,7 +345,13 @@ class Spec(_Strict):
         if inf is not None:
             inf = _override(inf, num_warmup=o.num_warmup, num_samples=o.num_samples,
                             num_chains=o.num_chains, width=o.inference_width)  # fmt: skip
-        return self.model_copy(update={"ensemble": ens, "theory": theory, "inference": inf})
+        update = {"ensemble": ens, "theory": theory, "inference": inf}
+        if self.training is not None:  # re-validated: the snapshots must fit the steps
+            values = {"steps": o.training_steps, "snapshots": o.snapshots,
+                      "ntk_widths": o.ntk_widths, "ntk_networks": o.ntk_networks}  # fmt: skip
+            merged = self.training.model_dump() | {k: v for k, v in values.items() if v is not None}
+            update["training"] = TrainingSpec.model_validate(merged)
+        return self.model_copy(update=update)
 
     def architecture_for(self, d_in: int | None = None) -> MLP:
         """The architecture object (``d_in`` overrides the spec's, for RG in d = 1, 2, 3)."""
@@ -381,7 +446,28 @@ def parse_spec(data: dict, source: str = "<spec>") -> Spec:
     if spec.ensemble is not None and spec.ensemble.network_budget is not None:
         if not math.isfinite(spec.ensemble.network_budget):
             raise SpecError(f"{source}: ensemble.network_budget must be finite")
+    _check_training(spec, source)
     return spec
+
+
+def _check_training(spec: Spec, source: str) -> None:
+    """The ``[training]`` table: present for ``study = "training"``, 1-d inputs, and snapshots
+    that fit the steps at every scale."""
+    if spec.study == "training" and (spec.training is None or spec.ensemble is None):
+        missing = "[training]" if spec.training is None else "[ensemble]"
+        raise SpecError(f"{source}: study 'training' needs a {missing} table")
+    if spec.training is None:
+        return
+    if spec.architecture.d_in != 1:
+        raise SpecError(
+            f"{source}: training: the regression set y = sin(k x) is 1-d; architecture.d_in "
+            f"must be 1, got {spec.architecture.d_in}"
+        )
+    for name in spec.scale:
+        try:
+            spec.at_scale(name)
+        except ValidationError as err:
+            raise SpecError(_one_line(err, f"{source}: scale.{name}")) from None
 
 
 def resolve_spec(name_or_path) -> Path:

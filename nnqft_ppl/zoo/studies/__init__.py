@@ -8,5 +8,6 @@ from .falloff import run_falloff
 from .rg import run_rg
 from .sixpoint import run_sixpoint
 from .symmetry import run_symmetry
+from .training import run_training
 
-__all__ = ["run_coupling", "run_falloff", "run_rg", "run_sixpoint", "run_symmetry"]
+__all__ = ["run_coupling", "run_falloff", "run_rg", "run_sixpoint", "run_symmetry", "run_training"]
