@@ -168,8 +168,9 @@ def test_erf_cumulants_at_non_default_scales_against_an_independent_quadrature()
 def test_relu_with_biases_in_two_dimensions_against_monte_carlo():
     """ReLU with biases in d = 2 (the three-dimensional sphere rule), every scale != 1: the
     cumulants of ``a . f`` against a Monte Carlo of one neuron (2e6 draws of (b0, W0), 20
-    batches; batch-means standard errors 0.07%, 0.15%, 0.5%): within 5 standard errors, and a
-    kappa_4 or kappa_6 off by a factor 1.2 would be 10+ standard errors away."""
+    batches; batch-means standard errors 0.08%, 0.17%, 0.6%): within 5 standard errors
+    (measured |z| <= 1.7), and a kappa_4 or kappa_6 off by a factor 1.2 would be 30+ standard
+    errors away."""
     arch, N = nq.ReLUNet(d_in=2, sw0=1.2, sb0=0.5, sw1=0.7, sb1=0.4), 4
     X = np.array([[0.3, 0.2], [0.5, -0.4], [-0.2, 0.9]])
     a = np.array([0.7, -1.1, 0.5])
@@ -185,7 +186,7 @@ def test_relu_with_biases_in_two_dimensions_against_monte_carlo():
     oracle = np.array([_contract(arch, X, N, n, a) for n in (2, 4, 6)])
     z = (oracle - mc) / se
     assert np.all(np.abs(z) < 5), z
-    assert np.all(np.abs(0.2 * oracle[1:]) > 10 * se[1:]), se / oracle  # the test has power
+    assert np.all(np.abs(0.2 * oracle[1:]) > 30 * se[1:]), se / oracle  # the test has power
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,15 @@ MUTATIONS = (
         "nnqft_ppl/ensembles/estimators.py",
         "        cumulants = cumulants_from_moments(moments, n_inputs, max_order)\n",
         "        cumulants = cumulants_from_moments(moments, n_inputs, max_order)\n"
+        "        cumulants = {n: c * (0.5 if n == 6 else 1) for n, c in cumulants.items()}\n",
+        "outputs estimator: kappa_6 x 0.5",
+        ("tests/test_correlators.py",),
+    ),
+    Mutation(
+        "f4",
+        "nnqft_ppl/ensembles/estimators.py",
+        "        cumulants = cumulants_from_moments(moments, n_inputs, max_order)\n",
+        "        cumulants = cumulants_from_moments(moments, n_inputs, max_order)\n"
         "        cumulants = {n: c * (n != 6) for n, c in cumulants.items()}\n",
         "outputs estimator: kappa_6 = 0",
         ("tests/test_correlators.py",),
