@@ -131,8 +131,16 @@ def test_gls_recovers_parameters_with_calibrated_chi2():
     pulls = np.array(pulls)
     assert np.all(np.abs(pulls.mean(0)) < 5 / np.sqrt(400))
     assert np.all(np.abs(pulls.std(0) - 1) < 5 / np.sqrt(2 * 400))
-    fit = nq.fit_coupling(form, arch, X, D @ theta + noise[0], cov, L)
-    assert fit.dof == 33 and 0 < fit.p_value < 1
+    data = D @ theta + noise[0]
+    fit = nq.fit_coupling(form, arch, X, data, cov, L)
+    # the GLS solution and its chi-square written out: theta = (D' C^-1 D)^-1 D' C^-1 k
+    Ci_D = np.linalg.solve(cov, D)
+    theta_gls = np.linalg.solve(D.T @ Ci_D, Ci_D.T @ data)
+    np.testing.assert_allclose(fit.theta, theta_gls, rtol=1e-6)
+    np.testing.assert_allclose(fit.covariance, np.linalg.inv(D.T @ Ci_D), rtol=1e-6)
+    r = data - D @ theta_gls
+    assert fit.dof == 33 and fit.chi2 == pytest.approx(r @ np.linalg.solve(cov, r), rel=1e-6)
+    assert fit.p_value == pytest.approx(stats.chi2.sf(fit.chi2, 33), rel=1e-9)
     assert list(fit.parameters.coupling.values) == ["lambda_0", "lambda_2"]
 
 

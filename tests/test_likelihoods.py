@@ -52,6 +52,26 @@ def test_correlator_projection_matches_gls(gauss_stats):
     )
 
 
+def test_pointwise_log_likelihood_is_the_multivariate_normal_density():
+    """The correlator log-likelihood summed over its whitened components equals scipy's
+    ``multivariate_normal.logpdf(k; D theta, C)`` plus ``log det(C) / 2`` (the Jacobian of the
+    whitening, independent of theta), at several theta; a noise scale off by a factor 2
+    changes the theta-dependence and fails."""
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    M = 10
+    D = rng.normal(size=(M, 2))
+    A = rng.normal(size=(M, M))
+    C = A @ A.T / M + 0.2 * np.eye(M)
+    k = D @ [0.3, -0.2] + np.linalg.cholesky(C) @ rng.normal(size=M)
+    data = lk.CorrelatorData.from_arrays(["a", "b"], k, D, C)
+    thetas = np.array([[0.3, -0.2], [0.0, 0.0], [1.0, 0.5], [-2.0, 1.0]])
+    ours = np.asarray(data.log_likelihood(thetas)).sum(axis=-1)
+    ref = [stats.multivariate_normal.logpdf(k, D @ t, C) for t in thetas]
+    np.testing.assert_allclose(ours - ref, 0.5 * np.linalg.slogdet(C)[1], rtol=1e-10)
+
+
 def test_prior_scale_is_the_perturbative_edge(relu_stats):
     """Default prior sd: the coupling whose first-order kappa_4 is as large as the free G_4."""
     data = lk.correlator_data(relu_stats, form=c.Constant(), cutoff=2.0)

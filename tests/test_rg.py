@@ -59,16 +59,32 @@ def test_bad_cutoffs(bad):
 
 
 def test_figures(tmp_path):
+    """The figures draw the data they are given (read back from the returned figure) and are
+    written as images of the stated size (6 x 4.5 and 10 x 4.2 inches at 120 dpi), not blank."""
+    from matplotlib.image import imread
+
     from nnqft_ppl.zoo.plotting import plot_correlator_comparison, plot_rg_flow
 
     arch = nq.ReLUNet()
     k4 = exact_cumulant(arch, RELU_X, 20, 4)
     flow = nq.rg_flow(arch, RELU_X, k4, np.geomspace(1, 10, 5))
-    plot_rg_flow({"ReLU": flow}, tmp_path / "rg.png")
+    fig = plot_rg_flow({"ReLU": flow}, tmp_path / "rg.png")
+    measured, fitted, analytic = fig.axes[0].lines[:3]
+    np.testing.assert_allclose(measured.get_xdata(), flow.coupling.cutoff.values)
+    np.testing.assert_allclose(measured.get_ydata(), np.abs(flow.coupling.values))
+    # the fitted and the analytic power laws have slope -(d + 4) = -5 on the log-log axes
+    for line in (fitted, analytic):
+        x, y = line.get_data()
+        np.testing.assert_allclose(np.diff(np.log(y)) / np.diff(np.log(x)), -5, rtol=1e-8)
     fit = nq.fit_coupling(nq.couplings.Constant(), arch, RELU_X, k4, None, 1.0)
-    plot_correlator_comparison(k4, fit.predict(arch, RELU_X), tmp_path / "k4.png")
-    assert (tmp_path / "rg.png").stat().st_size > 1000
-    assert (tmp_path / "k4.png").stat().st_size > 1000
+    pred = fit.predict(arch, RELU_X)
+    fig = plot_correlator_comparison(k4, pred, tmp_path / "k4.png")
+    points = fig.axes[0].lines[0]
+    np.testing.assert_allclose(points.get_xdata(), pred.values)
+    np.testing.assert_allclose(points.get_ydata(), k4.values)
+    for name, size in (("rg.png", (540, 720)), ("k4.png", (504, 1200))):
+        image = imread(tmp_path / name)
+        assert image.shape[:2] == size and image[..., :3].std() > 0.05, (name, image.shape)
 
 
 def test_cli_rg_and_fit(tmp_path):
@@ -77,7 +93,8 @@ def test_cli_rg_and_fit(tmp_path):
         app, ["rg", "--arch", "relu", "--cutoffs", "1:10:5", "--json", str(tmp_path / "rg.json")]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "rg.json").read_text())["analytic_exponent"] == -5
+    flow = json.loads((tmp_path / "rg.json").read_text())
+    assert flow["analytic_exponent"] == -5 and flow["slope"] == pytest.approx(-5, abs=1e-8)
     result = runner.invoke(
         app,
         [
@@ -95,7 +112,13 @@ def test_cli_rg_and_fit(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "fit.json").read_text())["names"] == ["lambda"]
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["names"] == ["lambda"]
+    # the library's fit of the exact oracle at the classic Gauss-net inputs (all of space)
+    arch = nq.GaussNet(sb0=0.5)
+    X = nq.paper_inputs(arch)
+    ref = nq.fit_coupling(nq.couplings.Constant(), arch, X, exact_cumulant(arch, X, 100, 4))
+    assert fit["theta"] == pytest.approx(list(ref.theta), rel=1e-10)
     for args, word in (
         (["fit", "--method", "magic"], "--method"),
         (["fit", "--arch", "erf"], "--cutoff"),

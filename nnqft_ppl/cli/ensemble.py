@@ -102,9 +102,10 @@ def _stored_ensemble(attrs: dict, inputs: np.ndarray):
         for k, v in attrs.items()
         if k.startswith("architecture_")
     }
-    fields = ("width", "n_networks", "seed", "max_order", "n_batches", "batch_size", "dtype",
-              "estimator")  # fmt: skip
-    return Ensemble(architecture_from_dict(arch), inputs, **{k: attrs[k] for k in fields})
+    fields = ("width", "n_networks", "seed", "max_order", "n_batches", "batch_size", "dtype")
+    # an output store's ensemble accumulates the outputs (stores older than the field say none)
+    return Ensemble(architecture_from_dict(arch), inputs, **{k: attrs[k] for k in fields},
+                    estimator=attrs.get("estimator", "outputs"))  # fmt: skip
 
 
 def _sample_to_zarr(ensemble, out: Path) -> int:
