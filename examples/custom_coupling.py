@@ -59,3 +59,6 @@ mcmc = MCMC(
 mcmc.run(jax.random.PRNGKey(0), data)
 a = mcmc.get_samples()["a"]
 print(f"width exponent a = {float(a.mean()):.3f} +- {float(a.std()):.3f} (perturbation theory: 1)")
+
+# the check this example makes: the width exponent of the coupling is 1 within 4 sd
+assert abs(float(a.mean()) - 1) < 4 * float(a.std()), "the coupling does not fall as 1/N"

@@ -21,3 +21,9 @@ idata = nq.infer(stats, nq.couplings.Constant(), likelihood="correlator", method
 print(nq.diagnose(idata))
 exact = nq.fit_coupling(nq.couplings.Constant(), arch, X, nq.exact_cumulant(arch, X, 20), None, 2.0)
 print(f"exact-oracle coupling: {exact.theta[0]:.5f}")
+
+# 4. the check this example makes: the posterior agrees with the exact oracle
+mean, sd = float(idata.posterior["lambda"].mean()), float(idata.posterior["lambda"].std())
+z = (mean - exact.theta[0]) / sd
+print(f"check: posterior {mean:.5f} +- {sd:.2g} vs exact {exact.theta[0]:.5f}: z = {z:.2f}")
+assert abs(z) < 4, "the posterior disagrees with the exact oracle"

@@ -32,3 +32,10 @@ for name, flow in flows.items():
 path = sys.argv[1] if len(sys.argv) > 1 else "rg_flow.png"
 plot_rg_flow(flows, path)
 print(f"figure written to {path}")
+
+# the check this example makes: ReLU-net's coupling runs as L^-(d+4)
+for d in (1, 2):
+    flow = flows[f"ReLU-net d={d}"]
+    assert abs(flow.slope + d + 4) < 0.05, (d, flow.slope)
+assert flows["Gauss-net"].stops, "Gauss-net's flow should stop at the all-space coupling"
+print("check: ReLU-net slopes -(d + 4) and Gauss-net's flow stops")
