@@ -320,7 +320,9 @@ class CorrelatorStats:
              if k.startswith("architecture_")}
         )  # fmt: skip
         names = [f.name for f in fields(Ensemble) if f.name not in ("arch", "X")]
-        ensemble = Ensemble(arch, ds["inputs"].values, **{k: _plain(a[k]) for k in names})
+        # stores written before a field existed hold its default (e.g. sampler)
+        settings = {k: _plain(a[k]) for k in names if k in a}
+        ensemble = Ensemble(arch, ds["inputs"].values, **settings)
         sums = MomentSums.for_ensemble(ensemble)
         for b, block in sums.sums.items():
             for d in block:

@@ -22,6 +22,8 @@ __all__ = [
     "plot_sixpoint",
     "plot_heldout",
     "plot_posterior_summary",
+    "plot_deep_widths",
+    "plot_deep_growth",
 ]
 
 
@@ -305,3 +307,65 @@ def plot_posterior_summary(table, path=None, title: str | None = None):
     ax.set_title(title or "posterior of the quartic coupling", fontsize=9, wrap=True)
     ax.legend(fontsize=8)
     return _finish(fig, path)
+
+
+def plot_deep_widths(table, path=None, title: str | None = None):
+    """Deep study: ``s4`` (normalised ``n kappa_4``) against ``1/n``, one panel per case.
+
+    Args:
+        table: the deep study's ``deep`` Dataset (:mod:`nnqft_ppl.zoo.studies.deep`).
+
+    Points: measured with errors, one colour per depth; lines: the fits ``A + B/n``; stars at
+    ``1/n = 0``: the recursion's leading-order value.
+    """
+    plt = _pyplot()
+    cases = list(table.case.values)
+    fig, axes = plt.subplots(1, len(cases), figsize=(5.2 * len(cases), 4.3), squeeze=False)
+    inv = 1 / table.width.values
+    grid = np.linspace(0, inv.max() * 1.05, 50)
+    for ax, case in zip(axes[0], cases, strict=True):
+        for i, L in enumerate(table.depth.values):
+            t = table.sel(case=case, depth=L)
+            color = f"C{i}"
+            ax.errorbar(inv, t.s4, yerr=t.s4_err, fmt="o", color=color, ms=4, capsize=2,
+                        label=f"L = {L}")  # fmt: skip
+            ax.plot(grid, float(t.A) + float(t.B) * grid, "-", color=color, lw=1)
+            ax.plot([0], [float(t.s4_pred)], "*", color=color, ms=11, mec="k", mew=0.5)
+        ax.set_xlim(left=-0.02 * inv.max())
+        ax.set_title(f"{case} (stars: 1/n recursion, lines: A + B/n)", fontsize=9)
+        ax.set_xlabel("1 / width")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel(r"$s_4$ = mean $n\,\kappa_4 / \sqrt{KKKK}$")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_deep_growth(table, path=None, title: str | None = None):
+    """Deep study: the normalised diagonal vertex ``r = n kappa_4(aaaa) / (3 K_aa^2)`` against
+    depth at fixed width, every case (critical: solid, off criticality: dashed).
+
+    Args:
+        table: the deep study's ``deep_growth`` Dataset.
+
+    Points: measured with errors; lines: :func:`~nnqft_ppl.theory.deep.vertex_growth` (times n).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    L = table.depth.values
+    for i, case in enumerate(table.case.values):
+        t = table.sel(case=case)
+        critical = bool(t.critical)
+        state = "critical" if critical else "off criticality"
+        color = f"C{i}"
+        ax.errorbar(L, t.r, yerr=t.r_err, fmt="o", color=color, ms=5, capsize=3,
+                    label=f"{case} ({state}; {t.scales.item()}) measured")  # fmt: skip
+        ax.plot(L, t.r_pred, "-" if critical else "--", color=color, lw=1.2,
+                label=f"{case}: recursion")  # fmt: skip
+    ax.set_xticks(L)
+    labels = (
+        "depth L (hidden layers)",
+        r"$n\,\kappa_4(aaaa) / (3 K_{aa}^2)$",
+        title or f"four-point vertex against depth at n = {table.attrs.get('width')}",
+    )
+    return _finish(fig, path, ax, labels, fontsize=7)

@@ -4,9 +4,10 @@
 """
 
 from .coupling import run_coupling
+from .deep import run_deep
 from .falloff import run_falloff
 from .rg import run_rg
 from .sixpoint import run_sixpoint
 from .symmetry import run_symmetry
 
-__all__ = ["run_coupling", "run_falloff", "run_rg", "run_sixpoint", "run_symmetry"]
+__all__ = ["run_coupling", "run_deep", "run_falloff", "run_rg", "run_sixpoint", "run_symmetry"]
