@@ -117,7 +117,7 @@ def test_summary_weights():
     th = deep_study._theory(arch, X2[:1])
     assert th.s4 == pytest.approx(45.0, rel=1e-10) and th.r == pytest.approx(15.0, rel=1e-10)
     w = deep_study.weights(np.eye(2), np.zeros((2, 2)))
-    assert not np.any(w.t2)  # no NLO shift: no 2-pt summary
+    assert not np.any(w.K1)  # no NLO shift: no 2-pt summary
 
 
 # --------------------------------------------------------------------------- the study
@@ -327,6 +327,9 @@ def test_nnqft_run_on_a_local_cluster_matches_one_process(tmp_path):
     one, two = (load_result(result_path(tmp_path / d, "d")) for d in ("one", "two"))
     for name, table in one.tables.items():
         for var in table.data_vars:
-            np.testing.assert_allclose(two.tables[name][var], table[var], rtol=1e-12,
-                                       err_msg=f"{name}.{var}")  # fmt: skip
+            a, b = two.tables[name][var].values, table[var].values
+            if a.dtype.kind == "f":  # the merged per-batch sums equal one process's to rounding
+                np.testing.assert_allclose(a, b, rtol=1e-12, err_msg=f"{name}.{var}")
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}.{var}")
     assert [c.status for c in one.claims] == [c.status for c in two.claims]

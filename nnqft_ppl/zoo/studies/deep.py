@@ -12,13 +12,17 @@ entries with its exact jackknife error ``sqrt(a^T C a)``, C the covariance of al
 * ``s4 = mean over the 4-multisets ijkl of n kappa_4(ijkl) / sqrt(K_ii K_jj K_kk K_ll)`` (the
   normalisation by the variances, not by the prediction, keeps tuples whose prediction
   vanishes, e.g. odd nets at orthogonal inputs, from dividing by zero);
-* ``t2 = mean over the pairs with a predicted NLO shift of sign(K1_ab) n (E[f_a f_b] - K_ab) /
-  sqrt(K_aa K_bb)`` (the sign keeps shifts of both signs from cancelling);
+* ``t2``: the measured 2-pt shift ``n (E[f_a f_b] - K_ab)`` on the pairs as a multiple of the
+  NLO coefficient K1: the generalised least-squares amplitude of ``t2 K1`` with the full
+  (jackknife) covariance of the pairs (1 for the recursion, 0 for the GP). The covariance
+  matters: the entries move together, so their differences are far more precise than any one
+  of them (ReLU's diagonal, exactly K at every width, then acts as a control);
 * ``r = mean over inputs a of n kappa_4(aaaa) / (3 K_aa^2)``: n times the normalised diagonal
   vertex of :func:`~nnqft_ppl.theory.deep.vertex_growth`.
 
 Per (case, depth) the weighted fit ``s4(n) = A + B / n`` over the widths (``n kappa_4`` is
-``A`` at leading order plus O(1/n)) and ``t2(n) = T + c / n`` (``n (G_2 - K) = K1 + O(1/n)``).
+``A`` at leading order plus O(1/n)) and likewise ``t2`` and ``r`` (``n (G_2 - K) = K1 +
+O(1/n)``); a ``C / n^2`` term joins the fit with 4 widths or more (:func:`fit_inverse_n`).
 
 Claims (``spec.claims`` selects by prefix: ``A``, ``inverse_n``, ``nlo``, ``growth``,
 ``linear_growth``, ``coupling``):
@@ -30,8 +34,9 @@ Claims (``spec.claims`` selects by prefix: ``A``, ``inverse_n``, ``nlo``, ``grow
 * ``inverse_n_<case>_L<depth>``: the residual ``s4(n) - A_pred`` falls as ``n^-1``: weighted fit
   of ``log|residual|`` against ``log n`` over the widths that resolve it (>= 3 of them), slope
   -1 within 3 sigma (effect 1: the distance to ``n^0`` and ``n^-2``);
-* ``nlo_<case>_L<depth>``: the fitted T equals the NLO kernel's (:func:`nlo_kernel`); the
-  effect is T itself (the GP predicts 0), UNRESOLVED with the networks it would take;
+* ``nlo_<case>_L<depth>``: the extrapolated amplitude of the NLO shift is 1
+  (:func:`nlo_kernel`); the effect is 1 (the GP predicts 0), UNRESOLVED with the networks it
+  would take;
 * ``growth_<case>``: at ``deep.growth_width``, ``r(L_max) / r(1)`` equals the recursion's
   (effect: ``ratio - 1``, i.e. no growth);
 * ``linear_growth_<case>`` (critical cases only, :func:`is_critical`): the slope of a weighted
@@ -82,14 +87,14 @@ class Weights(NamedTuple):
     Attributes:
         s4: ``(M4,)`` weights of ``s4`` on ``kappa_4`` (times n).
         r: ``(M4,)`` weights of ``r`` on ``kappa_4`` (times n).
-        t2: ``(M2,)`` weights of ``t2`` on ``E[f f] - K`` (times n); zeros when no NLO shift.
         K: ``(M2,)`` the GP kernel on the pairs.
+        K1: ``(M2,)`` the NLO coefficient on the pairs (the shape ``t2`` measures).
     """
 
     s4: np.ndarray
     r: np.ndarray
-    t2: np.ndarray
     K: np.ndarray
+    K1: np.ndarray
 
 
 def weights(K: np.ndarray, K1: np.ndarray) -> Weights:
@@ -100,12 +105,9 @@ def weights(K: np.ndarray, K1: np.ndarray) -> Weights:
     s4 = 1 / (np.sqrt(np.prod(d[T], axis=1)) * len(T))
     diag = np.all(T == T[:, :1], axis=1)
     r = np.where(diag, 1 / (3 * d[T[:, 0]] ** 2 * P), 0.0)
-    a, b = index_multisets(P, 2).T
     k1 = pair_table(K1)
-    shifted = np.abs(k1) > 1e-9 * max(np.abs(k1).max(), 1e-300)
-    t2 = np.where(shifted, np.sign(k1) / np.sqrt(d[a] * d[b]), 0.0)
-    t2 = t2 / max(shifted.sum(), 1)
-    return Weights(s4, r, t2, pair_table(K))
+    k1 = np.where(np.abs(k1) > 1e-12 * max(np.abs(k1).max(), 1e-300), k1, 0.0)
+    return Weights(s4, r, pair_table(K), k1)
 
 
 def fit_inverse_n(widths, y, err, order: int | None = None) -> dict:
@@ -163,7 +165,8 @@ def _theory(arch, X) -> _Theory:
     nlo = nlo_kernel(arch, X, 1)
     w = weights(nlo.K, nlo.K1)
     k4 = perturbative_cumulant(arch, X, 1).values  # n kappa_4 at n = 1
-    return _Theory(w, float(w.s4 @ k4), float(w.r @ k4), float(w.t2 @ pair_table(nlo.K1)), nlo.K1)
+    t2 = 1.0 if np.any(w.K1) else np.nan  # t2 is the amplitude of the predicted shape
+    return _Theory(w, float(w.s4 @ k4), float(w.r @ k4), t2, nlo.K1)
 
 
 def _measure(stats, w: Weights) -> dict:
@@ -174,9 +177,13 @@ def _measure(stats, w: Weights) -> dict:
     shift = stats.moment(2, "kernel").values - w.K
     C2 = stats.covariance(2, kind="moment", estimator="kernel").values
     out = {"n_networks": stats.n_networks}
-    for name, a, x, C in (("s4", w.s4, k4, C4), ("r", w.r, k4, C4), ("t2", w.t2, shift, C2)):
-        out[name] = float(n * a @ x)
-        out[f"{name}_err"] = float(n * np.sqrt(max(a @ C @ a, 0.0)))
+    for name, a in (("s4", w.s4), ("r", w.r)):
+        out[name] = float(n * a @ k4)
+        out[f"{name}_err"] = float(n * np.sqrt(max(a @ C4 @ a, 0.0)))
+    out["t2"] = out["t2_err"] = np.nan
+    if np.any(w.K1):  # n shift = t2 K1: GLS on the resolved directions of the covariance
+        fit = generalized_least_squares(w.K1[:, None], n * shift, n**2 * C2)
+        out["t2"], out["t2_err"] = float(fit.theta[0]), float(fit.stderr[0])
     return out
 
 
@@ -277,7 +284,7 @@ def _width_table(labels, depths, widths, measured, theory, arch0, X, seconds) ->
                     fit_inverse_n(widths, [x[name] for x in m], err)
                     if np.all(np.array(err) > 0)
                     else dict.fromkeys(_FIT_KEYS, np.nan)
-                )  # t2 without an NLO shift: no data
+                )  # t2 without an NLO shift (NaN errors): no data
                 fits[c, L] |= {f"{prefix}{k}": v for k, v in f.items()}
     for k in fits[labels[0], depths[0]]:
         data[k] = (("case", "depth"), np.array([[fits[c, L][k] for L in depths] for c in labels]))
@@ -287,7 +294,7 @@ def _width_table(labels, depths, widths, measured, theory, arch0, X, seconds) ->
         attrs={"architecture": arch0.name, "inputs": X.ravel().tolist(), "d_in": X.shape[1],
                "seconds": seconds,
                "s4": "mean over 4-multisets of n kappa_4 / sqrt(K_ii K_jj K_kk K_ll)",
-               "t2": "mean over shifted pairs of sign(K1) n (E[f f] - K) / sqrt(K_aa K_bb)",
+               "t2": "GLS amplitude of K1 in n (E[f f] - K) on the pairs (recursion 1, GP 0)",
                "r": "mean over inputs of n kappa_4(aaaa) / (3 K_aa^2)",
                "fit": "y = A + B/n + C/n^2 per summary (C with >= 4 widths; s4: A, B, C; t2: "
                       "nlo_A, ...; r: r_A, ...), weighted, independent widths; *_lin: A + B/n"},
@@ -431,16 +438,19 @@ def _nlo_claim(case: _Case, L: int, t: xr.Dataset) -> Claim:
     key = f"nlo_{case.label}_L{L}"
     title = (f"{case.arch.activation} {case.label}, depth {L}: the 2-pt function is the GP kernel "
              "plus the NLO shift K1/n")  # fmt: skip
-    pred = float(t.t2_pred)
     if not np.isfinite(float(t.nlo_A)):
         return unresolved_claim(key, title, "|z| < 3", "no NLO shift predicted (K1 = 0)")
+    per_width = ", ".join(
+        f"n={int(n)}: {fmt(float(a), float(e))}"
+        for n, a, e in zip(t.width.values, t.t2.values, t.t2_err.values, strict=True)
+    )
     return z_claim(
-        key, title, float(t.nlo_A), float(t.nlo_A_err), pred, "NLO kernel (nlo_kernel)",
-        effect=pred, effect_label="the NLO shift (the GP predicts 0)",
+        key, title, float(t.nlo_A), float(t.nlo_A_err), 1.0, "NLO kernel (amplitude 1)",
+        effect=1.0, effect_label="the NLO shift (the GP: amplitude 0)",
         n_networks=float(t.n_networks.min()),
-        details=f"t2 = mean of sign(K1) n (E[f f] - K) / sqrt(K K) over the shifted pairs, "
-        f"fitted {_model(t, 'nlo_')} over the widths (A is the NLO coefficient); B = "
-        f"{fmt(float(t.nlo_B), float(t.nlo_B_err))}; chi2 = {float(t.nlo_chi2):.3g} on "
+        details=f"t2 = amplitude of K1 in n (E[f f] - K) (GLS over the pairs with their "
+        f"covariance): {per_width}; fitted {_model(t, 'nlo_')} over the widths, B = "
+        f"{fmt(float(t.nlo_B), float(t.nlo_B_err))}, chi2 = {float(t.nlo_chi2):.3g} on "
         f"{int(t.nlo_dof)} dof",
     )  # fmt: skip
 
