@@ -315,8 +315,8 @@ def plot_deep_widths(table, path=None, title: str | None = None):
     Args:
         table: the deep study's ``deep`` Dataset (:mod:`nnqft_ppl.zoo.studies.deep`).
 
-    Points: measured with errors, one colour per depth; lines: the fits ``A + B/n``; stars at
-    ``1/n = 0``: the recursion's leading-order value.
+    Points: measured with errors, one colour per depth; lines: the fits ``A + B/n (+ C/n^2)``;
+    stars at ``1/n = 0``: the recursion's leading-order value.
     """
     plt = _pyplot()
     cases = list(table.case.values)
@@ -329,10 +329,11 @@ def plot_deep_widths(table, path=None, title: str | None = None):
             color = f"C{i}"
             ax.errorbar(inv, t.s4, yerr=t.s4_err, fmt="o", color=color, ms=4, capsize=2,
                         label=f"L = {L}")  # fmt: skip
-            ax.plot(grid, float(t.A) + float(t.B) * grid, "-", color=color, lw=1)
+            C = float(t.C) if np.isfinite(float(t.C)) else 0.0
+            ax.plot(grid, float(t.A) + float(t.B) * grid + C * grid**2, "-", color=color, lw=1)
             ax.plot([0], [float(t.s4_pred)], "*", color=color, ms=11, mec="k", mew=0.5)
         ax.set_xlim(left=-0.02 * inv.max())
-        ax.set_title(f"{case} (stars: 1/n recursion, lines: A + B/n)", fontsize=9)
+        ax.set_title(f"{case} (stars: the 1/n recursion; lines: fits)", fontsize=9)
         ax.set_xlabel("1 / width")
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel(r"$s_4$ = mean $n\,\kappa_4 / \sqrt{KKKK}$")
@@ -348,7 +349,9 @@ def plot_deep_growth(table, path=None, title: str | None = None):
     Args:
         table: the deep study's ``deep_growth`` Dataset.
 
-    Points: measured with errors; lines: :func:`~nnqft_ppl.theory.deep.vertex_growth` (times n).
+    Points: measured at the table's width with errors; open squares: extrapolated to
+    n -> inf (``r_inf``, where the depth was measured at every width); lines:
+    :func:`~nnqft_ppl.theory.deep.vertex_growth` (times n).
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -358,8 +361,11 @@ def plot_deep_growth(table, path=None, title: str | None = None):
         critical = bool(t.critical)
         state = "critical" if critical else "off criticality"
         color = f"C{i}"
-        ax.errorbar(L, t.r, yerr=t.r_err, fmt="o", color=color, ms=5, capsize=3,
-                    label=f"{case} ({state}; {t.scales.item()}) measured")  # fmt: skip
+        at = f"{case} ({state}; {t.scales.item()}) at n = {table.attrs.get('width')}"
+        ax.errorbar(L, t.r, yerr=t.r_err, fmt="o", color=color, ms=5, capsize=3, label=at)
+        if "r_inf" in t:
+            ax.errorbar(L + 0.08, t.r_inf, yerr=t.r_inf_err, fmt="s", color=color, ms=5,
+                        mfc="none", capsize=3, label=f"{case}: n -> inf")  # fmt: skip
         ax.plot(L, t.r_pred, "-" if critical else "--", color=color, lw=1.2,
                 label=f"{case}: recursion")  # fmt: skip
     ax.set_xticks(L)
