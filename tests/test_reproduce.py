@@ -57,7 +57,16 @@ def test_report_pages_and_figures(interrupted_then_resumed):
     out = interrupted_then_resumed[0]
     md = (out / "index.md").read_text()
     assert "## ReLU-net: non-Gaussianity falls as 1/N" in md
-    assert "PASS" in md and "Rule:" in md and "nnqft reproduce --scale test" in md
+    assert "nnqft reproduce --scale test" in md
+    # the summary and every claim line come from the stored claims: they cannot disagree
+    claims = [c for p in sorted((out / "results").glob("*.zarr")) for c in rp.load_result(p).claims]
+    counts = {s: sum(c.status == s for c in claims) for s in ("PASS", "FAIL", "UNRESOLVED")}
+    assert (
+        f"{counts['PASS']} of {len(claims)} claims PASS, {counts['FAIL']} FAIL, "
+        f"{counts['UNRESOLVED']} UNRESOLVED" in md
+    )
+    for c in claims:
+        assert f"**{c.status}** — {c.title}: {c.describe()}" in md
     assert (out / "index.html").read_text().startswith("<!DOCTYPE html>")
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figures == ["falloff_relu_falloff.png", "rg_gauss_rg.png"]

@@ -12,7 +12,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import click
 import typer
 
 from . import ensemble, inference, reproduce, theory
@@ -67,15 +66,20 @@ for _module in (ensemble, theory, inference, reproduce):
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run ``app``; any usage error is printed as one line (exit 2)."""
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as err:
+        # without standalone mode the parser returns an Exit's status instead of exiting
+        code = app(args=argv, prog_name="nnqft", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as err:
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as err:
-        hint = ""
-        if isinstance(err, click.BadParameter) and err.param_hint:
-            hint = f"{err.param_hint}: " if isinstance(err.param_hint, str) else ""
-        typer.echo(f"error: {hint}{err.format_message().splitlines()[0]}", err=True)
+    except typer.TyperException as err:  # usage errors: unknown option, bad value, missing
+        hint = getattr(err, "param_hint", None)
+        hint = f"{hint}: " if isinstance(hint, str) else ""
+        message = getattr(err, "message", None) if hint else None
+        text = (message or err.format_message()).splitlines()[0]
+        command = getattr(getattr(err, "ctx", None), "command_path", None)
+        see = f" (see {command} --help)" if command and not hint else ""
+        typer.echo(f"error: {hint}{text}{see}", err=True)
         sys.exit(2)

@@ -22,6 +22,7 @@ from .options import check_store_path, command, fail, parse_widths, with_archite
 
 __all__ = ["register"]
 
+#: Default seconds between atomic checkpoints of ``correlate`` (``--checkpoint-every``).
 CHECKPOINT_SECONDS = 20.0
 
 _OVERWRITE = typer.Option(
@@ -101,7 +102,8 @@ def _stored_ensemble(attrs: dict, inputs: np.ndarray):
         for k, v in attrs.items()
         if k.startswith("architecture_")
     }
-    fields = ("width", "n_networks", "seed", "max_order", "n_batches", "batch_size", "dtype")
+    fields = ("width", "n_networks", "seed", "max_order", "n_batches", "batch_size", "dtype",
+              "estimator")  # fmt: skip
     return Ensemble(architecture_from_dict(arch), inputs, **{k: attrs[k] for k in fields})
 
 
@@ -221,6 +223,9 @@ def correlate(
     workers: int = typer.Option(
         0, "--workers", help="Sample on a local Dask cluster of this many worker processes."
     ),
+    checkpoint_every: float = typer.Option(
+        CHECKPOINT_SECONDS, "--checkpoint-every", help="Seconds between atomic checkpoints."
+    ),
 ):
     """Measure moments and connected correlators of ensembles (streamed, checkpointed)."""
     widths = parse_widths(width)
@@ -228,18 +233,30 @@ def correlate(
         _ensemble(net, X, w, n_networks, seed, max_order, n_batches, dtype, estimator)
         for w in widths
     ]
-    if n_networks < 2:
-        fail(f"need at least 2 networks, got {n_networks}", "--n-networks")
+    from ..ensembles.correlators import MIN_NETWORKS, check_enough_networks
+
+    try:
+        check_enough_networks(ensembles[0])
+    except ValueError as err:
+        fail(str(err).removeprefix("n_networks "), "--n-networks")
     if workers < 0:
         fail(f"must be >= 0, got {workers}", "--workers")
+    if not checkpoint_every > 0:
+        fail(f"must be > 0 seconds, got {checkpoint_every}", "--checkpoint-every")
     out = check_store_path(out)
     paths = [
         out if len(widths) == 1 else out.with_name(f"{out.stem}-N{w}{out.suffix}") for w in widths
     ]
     plans = [_plan(e, p, overwrite) for e, p in zip(ensembles, paths, strict=True)]
+    if n_networks < MIN_NETWORKS:
+        typer.echo(
+            f"warning: --n-networks: {n_networks} networks are too few for trustworthy "
+            f"correlators and errors (fewer than {MIN_NETWORKS}: few batches, unsampled tails)",
+            err=True,
+        )
     with _dask_client(scheduler, workers) as client:
         for (ensemble, resume), path in zip(plans, paths, strict=True):
-            stats = _correlate_one(ensemble, resume, path, client)
+            stats = _correlate_one(ensemble, resume, path, client, checkpoint_every)
             dev = stats.deviation(ensemble.max_order)
             typer.echo(
                 f"N={ensemble.width}: {stats.n_networks} networks -> {path}  "
@@ -250,8 +267,10 @@ def correlate(
 
 def _plan(ensemble, path: Path, overwrite: bool):
     """``(ensemble, resume)``: what to accumulate into ``path`` and the sums to start from."""
+    from ..core.storage import recover_store
     from ..ensembles.correlators import CorrelatorStats
 
+    recover_store(path)  # a kill between write_store's two renames left the old store aside
     if not path.exists():
         return ensemble, None
     if overwrite:
@@ -308,7 +327,7 @@ class _dask_client:
         return False
 
 
-def _correlate_one(ensemble, resume, path: Path, client):
+def _correlate_one(ensemble, resume, path: Path, client, every: float = CHECKPOINT_SECONDS):
     """One width: accumulate (resuming from ``resume``), checkpointing atomically to ``path``."""
     from ..ensembles.correlators import CorrelatorStats
     from ..ensembles.distributed import distributed_moments
@@ -326,7 +345,7 @@ def _correlate_one(ensemble, resume, path: Path, client):
         last = [time.monotonic()]
 
         def checkpoint(snapshot):
-            if time.monotonic() - last[0] > CHECKPOINT_SECONDS:
+            if time.monotonic() - last[0] > every:
                 CorrelatorStats(ensemble, snapshot()).save(path)
                 last[0] = time.monotonic()
 

@@ -46,7 +46,7 @@ def command(fn):
             raise
         except typer.BadParameter as err:
             hint = f"{err.param_hint}: " if err.param_hint else ""
-            _error(hint + err.format_message().splitlines()[0])
+            _error(hint + (err.message or err.format_message()).splitlines()[0])
         except (SpecError, ValueError, FileNotFoundError, PermissionError, OSError) as err:
             _error(str(err).splitlines()[0] if str(err) else type(err).__name__)
         except KeyboardInterrupt:

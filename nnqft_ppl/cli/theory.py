@@ -255,6 +255,8 @@ def _least_squares(data: FitData, form, cutoff) -> dict:
 
 
 def _posterior(data: FitData, form, cutoff, settings, seed: int) -> dict:
+    from dataclasses import asdict
+
     from ..inference.diagnostics import diagnose
     from ..inference.likelihoods import CorrelatorData, default_prior_scale
     from ..inference.runners import infer_correlators
@@ -276,6 +278,7 @@ def _posterior(data: FitData, form, cutoff, settings, seed: int) -> dict:
     names = list(likelihood.names)
     return {
         "method": idata.attrs["method"],
+        **{k: v for k, v in asdict(settings).items() if k.startswith("num_")},
         "source": data.source,
         "names": names,
         "mean": [float(idata.posterior[n].mean()) for n in names],

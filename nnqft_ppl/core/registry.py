@@ -35,6 +35,10 @@ class Registry[T](Mapping[str, T]):
         self._items[name] = obj
         return obj
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (e.g. a test's temporary plugin); unknown names are ignored."""
+        self._items.pop(name, None)
+
     def get_or_raise(self, name) -> T:
         """The object called ``name``; a ValueError lists the known names otherwise."""
         try:

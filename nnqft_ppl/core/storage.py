@@ -11,13 +11,14 @@ import math
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 
 import xarray as xr
 
 from .validation import check_output_path
 
-__all__ = ["write_store", "open_store", "write_text", "to_json"]
+__all__ = ["write_store", "open_store", "recover_store", "write_text", "to_json"]
 
 
 def _engine(path: Path) -> str:
@@ -25,38 +26,66 @@ def _engine(path: Path) -> str:
 
 
 def write_store(obj: xr.Dataset | xr.DataTree, path) -> Path:
-    """Write a Dataset or DataTree to ``path`` (``.nc``: netCDF, otherwise zarr), atomically."""
+    """Write a Dataset or DataTree to ``path`` (``.nc``: netCDF, otherwise zarr with consolidated
+    metadata), atomically: to a temporary sibling, renamed into place when complete.
+
+    A store being replaced is first renamed aside (one atomic rename), so a process killed at
+    any instant leaves either the old or the new store complete; :func:`recover_store` puts an
+    old one back when the kill fell between the two renames.
+    """
     path = check_output_path(path)
-    _remove_stale_partials(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    recover_store(path)
+    _remove_stale(path, "partial")
+    tag = uuid.uuid4().hex[:8]
+    tmp = path.with_name(f".{path.name}.{tag}.partial")
+    aside = path.with_name(f".{path.name}.{tag}.old")
     try:
         if _engine(path) == "zarr":
-            obj.to_zarr(tmp, mode="w", consolidated=False)
+            with warnings.catch_warnings():
+                # consolidated metadata (one read opens the store: xr.open_zarr) is not yet in
+                # the zarr v3 specification; zarr-python and xarray read it
+                warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+                obj.to_zarr(tmp, mode="w", consolidated=True)
         else:
             obj.to_netcdf(tmp, engine="h5netcdf")
-        if path.is_dir():
-            shutil.rmtree(path)
+        if path.exists():
+            os.replace(path, aside)
         os.replace(tmp, path)
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp)
-        elif tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
+    _remove_stale(path, "old")
     return path
 
 
-def _remove_stale_partials(path: Path) -> None:
-    """Remove temporary stores a killed writer (SIGKILL: no cleanup ran) left next to ``path``."""
-    for stale in path.parent.glob(f".{path.name}.*.partial"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+def recover_store(path) -> None:
+    """Undo an interrupted replacement: when ``path`` is missing but a store renamed aside by
+    :func:`write_store` exists, rename it back (the last complete version)."""
+    path = Path(path)
+    if path.exists():
+        return
+    aside = sorted(path.parent.glob(f".{path.name}.*.old"), key=lambda p: p.stat().st_mtime)
+    if aside:
+        os.replace(aside[-1], path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_stale(path: Path, kind: str) -> None:
+    """Remove leftovers of a killed writer (SIGKILL: no clean-up ran) next to ``path``:
+    ``partial`` (unfinished new stores) or ``old`` (replaced stores)."""
+    for stale in path.parent.glob(f".{path.name}.*.{kind}"):
+        _remove(stale)
 
 
 def open_store(path, tree: bool = False) -> xr.Dataset | xr.DataTree:
     """Load (into memory) what :func:`write_store` wrote; ``tree=True`` for a DataTree."""
     path = Path(path)
+    recover_store(path)
     if not path.exists():
         raise FileNotFoundError(f"no store at {str(path)!r}")
     kwargs = {"engine": _engine(path)}

@@ -1,7 +1,13 @@
 """Layer 4, ensembles: the ensemble description, the streaming counter-based sampler, the
 correlator statistics with honest errors, Dask distribution, and ensembles trained with optax."""
 
-from .correlators import BatchErrorWarning, CorrelatorStats, correlators, monte_carlo_kernel
+from .correlators import (
+    BatchErrorWarning,
+    CorrelatorStats,
+    SmallEnsembleWarning,
+    correlators,
+    monte_carlo_kernel,
+)
 from .description import Ensemble
 from .distributed import distributed_moments
 from .sampler import MomentSums, accumulate_moments, iter_output_chunks, sample_outputs
@@ -10,6 +16,7 @@ from .training import correlator_stats_from_outputs, train_ensemble
 __all__ = [
     "BatchErrorWarning",
     "CorrelatorStats",
+    "SmallEnsembleWarning",
     "correlators",
     "monte_carlo_kernel",
     "Ensemble",

@@ -45,6 +45,8 @@ __all__ = [
     "monte_carlo_kernel",
     "BatchErrorWarning",
     "SmallEnsembleWarning",
+    "MIN_NETWORKS",
+    "check_enough_networks",
 ]
 
 #: Batch (jackknife) errors of kappa_4 below this fraction of the exact ones trigger a warning.
@@ -406,6 +408,7 @@ def correlators(
             raise ValueError("correlators needs X, width and n_networks (or an Ensemble)")
         ensemble = Ensemble(arch, X, width, n_networks, seed, max_order, n_batches, dtype=dtype,
                             estimator=estimator, sampler=sampler)  # fmt: skip
+    check_enough_networks(ensemble)
     if client is not None:
         from .distributed import distributed_moments
 
@@ -424,6 +427,20 @@ def correlators(
         for estimator in stats.estimators:
             stats.check_errors(estimator)
     return stats
+
+
+def check_enough_networks(ensemble: Ensemble) -> None:
+    """Refuse ensembles too small for any statistics of their order (one-line ``ValueError``).
+
+    Order-n k-statistics need more than n networks, and each jackknife replicate drops a batch:
+    below ``2 * max_order`` networks the estimates and their errors are undefined.
+    """
+    least = 2 * ensemble.max_order
+    if ensemble.n_networks < least:
+        raise ValueError(
+            f"n_networks must be at least {least} for correlators up to order "
+            f"{ensemble.max_order}, got {ensemble.n_networks}"
+        )
 
 
 def monte_carlo_kernel(arch: MLP, X, width: int, n_networks: int, seed: int = 0):

@@ -9,6 +9,7 @@ from .exact import (
     exact_cumulants,
     exact_moments,
     exact_single_input_moments,
+    oracle_error,
     single_neuron_moments,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "exact_cumulants",
     "exact_moments",
     "exact_single_input_moments",
+    "oracle_error",
     "single_neuron_moments",
 ]

@@ -10,6 +10,16 @@ exactly as 1/N and kappa_6 as 1/N^2: the noise-free oracle for ensembles and EFT
 
 The same exact moments (up to order 8) give the exact sampling covariance of the kappa_4
 estimator, which batch means cannot estimate for heavy-tailed ensembles.
+
+Accuracy. The single-neuron moments of order n are accurate to ``1e-10`` relative to the
+largest moment of that order (erf, tanh, ReLU and user-defined smooth activations at
+d_in <= 3, with or without biases; a rank-4 ReLU integral, d_in = 3 with a bias and 4 or more
+inputs, is not implemented), and to rounding for Gauss-net. :func:`oracle_error` estimates the
+error on demand by comparing with an independent finer rule (it costs 2-4 times one oracle
+call, so it is not done on every call). The cumulants inherit this relative accuracy up to
+the cancellations of the moment-cumulant map. CPU time at order 8 with 6 inputs (details in
+:mod:`nnqft_ppl.oracle.neuron_quadrature`): < 0.1 s for d_in = 1, under a second for d_in = 2 and
+for d_in = 3 without a bias, 1 to 6 s for d_in = 3 with a bias (sw0 = 1 to 2).
 """
 
 from __future__ import annotations
@@ -18,8 +28,10 @@ import math
 from functools import cache
 from typing import NamedTuple
 
+import jax
 import numpy as np
 import xarray as xr
+from scipy.linalg.blas import dsyrk
 
 from ..core.multisets import (
     cumulants_from_moments,
@@ -40,6 +52,7 @@ from .neuron_quadrature import neuron_rule
 
 __all__ = [
     "single_neuron_moments",
+    "oracle_error",
     "exact_cumulants",
     "exact_moments",
     "exact_cumulant",
@@ -55,7 +68,7 @@ __all__ = [
 ]
 
 
-_NODE_CHUNK = 4096
+_NODE_CHUNK = 4096  # nodes per block of the weighted sums (bounds memory)
 
 
 def _require_single_layer(arch: MLP) -> None:
@@ -72,13 +85,19 @@ def _is_deep_linear(arch: MLP) -> bool:
 
 
 @float64
-def single_neuron_moments(arch: MLP, X, max_order: int) -> dict[int, np.ndarray]:
+def single_neuron_moments(
+    arch: MLP, X, max_order: int, *, check: bool = False
+) -> dict[int, np.ndarray]:
     """``{n: E[prod_{k in T} phi(z(x_k))] over multisets T}`` for even ``n <= max_order``.
+
+    Accurate to ``1e-10`` relative to the largest moment of each order (closed form for
+    Gauss-net); :func:`oracle_error` estimates the error.
 
     Args:
         arch: single-hidden-layer architecture.
         X: inputs ``(P, d_in)``.
         max_order: highest (even) order.
+        check: use the independent finer rule of :func:`oracle_error` (slower).
 
     Returns:
         ``{n: array (C(P+n-1, n),)}``.
@@ -87,18 +106,79 @@ def single_neuron_moments(arch: MLP, X, max_order: int) -> dict[int, np.ndarray]
     X = check_inputs(X, arch.d_in)
     P = X.shape[0]
     orders = range(2, max_order + 1, 2)
-    C = np.asarray(arch.input_covariance(X))
-    closed = {n: arch.phi.closed_form_moments(C, index_multisets(P, n)) for n in orders}
-    if all(v is not None for v in closed.values()):
+    closed = _closed_form_moments(arch, X, orders)
+    if closed is not None:
         return closed
-    rule = neuron_rule(arch, X)
-    sums = dict.fromkeys(orders, 0.0)
-    for start in range(0, len(rule.weights), _NODE_CHUNK):  # bounds memory at order 8
+    rule = neuron_rule(arch, X, max_order=max_order, check=check)
+    gram = _weighted_half_products(rule.values, rule.weights, max_order // 2)
+    out = {}
+    for n in orders:
+        first, second = _half_split(P, n)
+        out[n] = rule.radial_moment(n) * gram[n // 2][first, second]
+    return out
+
+
+def oracle_error(arch: MLP, X, max_order: int = 8) -> dict[int, float]:
+    """Estimated relative error of :func:`single_neuron_moments`, per even order n.
+
+    ``max_T |E_rule[T] - E_check[T]| / max_T |E_check[T]|`` between the default rule and an
+    independent finer one (trapezoid steps times 0.8 on a larger ball for smooth activations;
+    more Gauss--Legendre nodes per piece for ReLU). The check rule's error is much smaller
+    than the default one's, so this is close to the default rule's actual error. For Gauss-net
+    (closed form) it is the rounding error of the exponent. Costs 2-4 oracle calls.
+    """
+    _require_single_layer(arch)
+    X = check_inputs(X, arch.d_in)
+    orders = range(2, max_order + 1, 2)
+    closed = _closed_form_moments(arch, X, orders)
+    if closed is not None:  # rounding only: a few ulps of the log of each moment
+        eps = np.finfo(np.float64).eps
+        return {n: float(4 * eps * (1 + np.max(np.abs(np.log(np.abs(m[m != 0]))))))
+                for n, m in closed.items()}  # fmt: skip
+    default = single_neuron_moments(arch, X, max_order)
+    finer = single_neuron_moments(arch, X, max_order, check=True)
+    return {
+        n: float(np.max(np.abs(default[n] - finer[n])) / np.max(np.abs(finer[n]))) for n in default
+    }
+
+
+def _closed_form_moments(arch: MLP, X: np.ndarray, orders) -> dict | None:
+    """The activation's closed-form single-neuron moments (Gauss-net, linear), else None."""
+    with jax.enable_x64(True):  # float64 whatever the global JAX precision
+        C = np.asarray(arch.input_covariance(X), dtype=np.float64)
+    P = X.shape[0]
+    closed = {n: arch.phi.closed_form_moments(C, index_multisets(P, n)) for n in orders}
+    return closed if all(v is not None for v in closed.values()) else None
+
+
+def _weighted_half_products(values: np.ndarray, weights: np.ndarray, half: int) -> dict:
+    """``{h: G_h}`` with ``G_h[A, B] = sum_q w_q m_A(q) m_B(q)`` over multisets A, B of order h
+    (upper triangle, ``rank A <= rank B``): a product of two degree-h monomials is a degree-2h
+    one, so these Gram matrices hold every even moment. One BLAS ``syrk`` per node block
+    (~2e4 flops per node at order 8 with 6 inputs); needs ``weights >= 0``."""
+    n_inputs = values.shape[1]
+    if np.any(weights < 0):
+        raise ValueError("quadrature weights must be non-negative")
+    gram = {
+        h: np.zeros((len(index_multisets(n_inputs, h)),) * 2, order="F") for h in range(1, half + 1)
+    }
+    root = np.sqrt(weights)
+    for start in range(0, len(weights), _NODE_CHUNK):  # bounds memory at order 8
         block = slice(start, start + _NODE_CHUNK)
-        mono = monomials(rule.values[block], max_order)
-        for n in orders:
-            sums[n] = sums[n] + rule.weights[block] @ mono[n]
-    return {n: rule.radial_moment(n) * sums[n] for n in orders}
+        mono = monomials(values[block], half)
+        for h in gram:
+            scaled = (mono[h] * root[block, None]).T  # (M_h, nodes), Fortran order
+            gram[h] = dsyrk(1.0, scaled, beta=1.0, c=gram[h], trans=0, overwrite_c=1)
+    return gram
+
+
+@cache
+def _half_split(n_inputs: int, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks of the first and second halves of each multiset of ``order`` (sorted indices, so
+    the first half's rank never exceeds the second's: the upper triangle of a Gram matrix)."""
+    T = index_multisets(n_inputs, order)
+    h = order // 2
+    return multiset_rank(T[:, :h], n_inputs), multiset_rank(T[:, h:], n_inputs)
 
 
 @float64

@@ -96,6 +96,7 @@ from scipy import optimize
 
 from ..core.multisets import index_multisets, monomials, multiset_rank, tuple_labels
 from ..core.precision import float64
+from ..core.quadrature import legendre_on_intervals
 from ..core.tuples import tuple_array
 from ..core.validation import check_inputs, check_order, check_positive_int, check_width
 from ..networks.activations import Activation, ReLU, get_activation
@@ -514,16 +515,6 @@ def _smooth_subset_moments(act: Activation, K: np.ndarray, subsets, patterns) ->
 
 
 # --------------------------------------------------------------------- ReLU angular rules
-def _legendre_on(breaks: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss--Legendre nodes/weights on consecutive intervals of sorted ``breaks (..., B)``."""
-    s, ws = np.polynomial.legendre.leggauss(n)
-    a, b = breaks[..., :-1, None], breaks[..., 1:, None]
-    nodes = 0.5 * (a + b) + 0.5 * (b - a) * s
-    weights = 0.5 * (b - a) * ws
-    shape = breaks.shape[:-1] + (-1,)
-    return nodes.reshape(shape), weights.reshape(shape)
-
-
 def _sorted_breaks(angles: np.ndarray) -> np.ndarray:
     wrapped = np.mod(angles, 2 * np.pi)
     ends = np.broadcast_to(np.array([0.0, 2 * np.pi]), wrapped.shape[:-1] + (2,))
@@ -534,7 +525,7 @@ def _circle_rule(rows: np.ndarray):
     """Uniform average on S^1 split where ``rows_j . omega = 0``: ``omega (S, Q, 2), w (S, Q)``."""
     centre = np.arctan2(rows[..., 1], rows[..., 0])  # (S, J)
     kinks = centre[..., None] + np.array([0.5, -0.5]) * np.pi
-    phi, w = _legendre_on(_sorted_breaks(kinks.reshape(len(rows), -1)), _ARC_NODES)
+    phi, w = legendre_on_intervals(_sorted_breaks(kinks.reshape(len(rows), -1)), _ARC_NODES)
     return np.stack([np.cos(phi), np.sin(phi)], axis=-1), w / (2 * np.pi)
 
 
@@ -565,7 +556,7 @@ def _sphere_rule(rows: np.ndarray):
     roots = np.where(
         has_roots[..., None], centre[..., None] + np.stack([half, -half], axis=-1), 0.0
     )
-    p, wp = _legendre_on(_sorted_breaks(roots.reshape(S, t.shape[1], -1)), _ARC_NODES)
+    p, wp = legendre_on_intervals(_sorted_breaks(roots.reshape(S, t.shape[1], -1)), _ARC_NODES)
     st = np.sin(t)[..., None]
     omega = np.stack(
         [np.broadcast_to(np.cos(t)[..., None], p.shape), st * np.cos(p), st * np.sin(p)], -1
@@ -998,10 +989,7 @@ def chi_parallel(activation, sw1: float, sb1: float, K: float | None = None) -> 
         >>> chi_parallel("relu", 2**0.5, 0.0)
         1.0000000000000004
     """
-    act = _as_activation(activation)
-    CW = _scale(sw1, "sw1") ** 2
-    K = kernel_fixed_point(act, sw1, sb1) if K is None else float(K)
-    return _susceptibilities(act, CW, K)[0]
+    return _susceptibility(activation, sw1, sb1, K)[0]
 
 
 @float64
@@ -1016,10 +1004,15 @@ def chi_perpendicular(activation, sw1: float, sb1: float, K: float | None = None
         >>> chi_perpendicular("tanh", 1.0, 0.0)
         1.0
     """
+    return _susceptibility(activation, sw1, sb1, K)[1]
+
+
+def _susceptibility(activation, sw1, sb1, K) -> tuple[float, float]:
+    """``(chi_par, chi_perp)`` at ``K`` (default: the fixed point)."""
     act = _as_activation(activation)
     CW = _scale(sw1, "sw1") ** 2
     K = kernel_fixed_point(act, sw1, sb1) if K is None else float(K)
-    return _susceptibilities(act, CW, K)[1]
+    return _susceptibilities(act, CW, K)
 
 
 @float64

@@ -95,7 +95,8 @@ def _section(r: SpecResult, out: Path) -> list[str]:
 
 
 def _claim_line(c) -> str:
-    return f"**{c.status}** — {c.title}: {c.describe()}." + (f" ({c.details})" if c.details else "")
+    details = f" ({c.details})" if c.details and np.isfinite(c.measured) else ""
+    return f"**{c.status}** — {c.title}: {c.describe()}.{details}"
 
 
 def claim_summary(claims) -> str:

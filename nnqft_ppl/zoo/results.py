@@ -83,13 +83,16 @@ class Claim:
 
     def describe(self) -> str:
         """The claim's numbers in words (no "vs 0", z with its rule, the power)."""
-        parts = [fmt(self.measured, self.error)]
-        if self.reference_label:
-            parts[0] += f" vs {self.reference_label} {fmt(self.reference)}"
-        if np.isfinite(self.z):
-            parts.append(f"z = {self.z:.2f} (rule {self.rule})")
-        else:
-            parts.append(f"rule: {self.rule}")
+        if np.isfinite(self.measured):
+            parts = [fmt(self.measured, self.error)]
+            if self.reference_label:
+                parts[0] += f" vs {self.reference_label} {fmt(self.reference)}"
+            if np.isfinite(self.z):
+                parts.append(f"z = {self.z:.2f} (rule {self.rule})")
+            else:
+                parts.append(f"rule: {self.rule}")
+        else:  # no measurement decides it: say why
+            parts = [self.details or "no measurement", f"rule: {self.rule}"]
         if np.isfinite(self.effect):
             parts.append(f"resolution {fmt(self.resolution)} (3 sigma) vs {self.effect_label} "
                          f"{fmt(abs(self.effect))}")  # fmt: skip

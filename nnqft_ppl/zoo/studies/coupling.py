@@ -83,9 +83,10 @@ def run_coupling(spec, cache=None, progress: bool = False) -> StudyResult:
         table.attrs["kappa4_independent_numbers"] = rank
         if rank < size:
             result.notes.append(
-                f"Degenerate data: at N={stats.width} the {size} measured kappa_4 entries hold "
-                f"{rank} independent number(s) (rank of their sampling covariance); pulls and "
-                "chi-squares count those, not the entries."
+                f"Independent numbers: at N={stats.width} the {size} measured kappa_4 entries "
+                f"hold {rank} (the rank of their sampling covariance"
+                + ("; the data are degenerate" if rank <= size // 2 else "")
+                + "); pulls and chi-squares count those, not the entries."
             )
     result.claims += [_slope_claim(arch, table), _oracle_claim(arch, table), _agree_claim(table)]
     if spec.inference is not None:
