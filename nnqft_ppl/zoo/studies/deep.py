@@ -29,18 +29,21 @@ Claims (``spec.claims`` selects by prefix: ``A``, ``inverse_n``, ``nlo``, ``grow
 
 * ``A_<case>_L<depth>``: the fitted A equals the recursion's ``n kappa_4``
   (:func:`~nnqft_ppl.theory.deep.perturbative_cumulant`), z at 3 sigma; the effect is the
-  finite-width correction ``|B| / n_min`` when the fit resolves B (agreement must tell the
-  leading order from the smallest width's value), else the prediction itself;
-* ``inverse_n_<case>_L<depth>``: the residual ``s4(n) - A_pred`` falls as ``n^-1``: weighted fit
-  of ``log|residual|`` against ``log n`` over the widths that resolve it (>= 3 of them), slope
-  -1 within 3 sigma (effect 1: the distance to ``n^0`` and ``n^-2``);
+  measured finite-width correction ``s4(n_min) - A_pred`` when it is resolved (agreement must
+  tell the leading order from the smallest width's value), else the prediction itself;
+* ``inverse_n_<case>_L<depth>``: the residual ``s4(n) - A_pred`` falls as ``n^-1``: once its
+  size ``B/n`` (one parameter, the prediction as intercept) is resolved at 3 sigma, a weighted
+  fit ``C (n/n_min)^-p`` over all widths (no selection on the noise) gives p = 1 within 3 sigma
+  (effect 1: the distance to ``n^0`` and ``n^-2``);
 * ``nlo_<case>_L<depth>``: the extrapolated amplitude of the NLO shift is 1
   (:func:`nlo_kernel`); the effect is 1 (the GP predicts 0), UNRESOLVED with the networks it
   would take;
-* ``growth_<case>``: at ``deep.growth_width``, ``r(L_max) / r(1)`` equals the recursion's
-  (effect: ``ratio - 1``, i.e. no growth);
+* ``growth_<case>``: ``r`` extrapolated to n -> inf grows from the smallest to the largest
+  depth by the recursion's factor (effect: ``ratio - 1``, i.e. no growth); depth 1 needs no
+  extrapolation (its kappa_4 is exactly 1/n), growth-only depths are measured at
+  ``deep.growth_width`` only;
 * ``linear_growth_<case>`` (critical cases only, :func:`is_critical`): the slope of a weighted
-  linear fit of r over the growth depths equals the predicted slope (ReLU: exactly 5);
+  linear fit of the extrapolated r over depth equals the predicted slope (ReLU: exactly 5);
 * ``coupling_<case>_L<depth>_N<width>`` (with ``[inference]``, at ``architecture.depth``, widths
   ``inference.width`` and the largest): the posterior (``nq.infer``, correlator likelihood) of
   the constant quartic coupling agrees within 3 posterior sd with the same form fitted to the
