@@ -37,7 +37,7 @@ def test_shipped_specs_validate(path):
 def test_zoo_covers_every_study_and_ships():
     assert all(p.exists() for p in zoo_paths())
     studies = {nq.load_spec(p).study for p in zoo_paths()}
-    assert studies == {"falloff", "coupling", "rg", "sixpoint", "symmetry", "training"}
+    assert studies == {"falloff", "coupling", "rg", "sixpoint", "symmetry", "training", "deep"}
     assert len(ZOO) == len(set(ZOO))
 
 

@@ -23,6 +23,21 @@ SCALE = typer.Option(
     help="Ensemble sizes: default (minutes on 2 cores), paper (1e6 networks per width), or a "
     "scale a spec defines (e.g. test).",
 )
+SCHEDULER = typer.Option(
+    None, "--scheduler", help="Address of a running Dask scheduler to sample the ensembles on."
+)
+WORKERS = typer.Option(
+    0, "--workers", help="Sample on a local Dask cluster of this many worker processes."
+)
+
+
+def _client(scheduler: str | None, workers: int):
+    """The Dask client context of ``nnqft correlate`` (same results as one process)."""
+    from .ensemble import _dask_client
+
+    if workers < 0:
+        fail(f"must be >= 0, got {workers}", "--workers")
+    return _dask_client(scheduler, workers)
 
 
 def _sigterm_as_interrupt():
@@ -42,7 +57,8 @@ def _check_scale(scale: str, specs) -> str:
 
 
 @command
-def reproduce(out: Path = OUT, scale: str = SCALE):
+def reproduce(out: Path = OUT, scale: str = SCALE, scheduler: str = SCHEDULER,
+              workers: int = WORKERS):  # fmt: skip
     """Run the whole model zoo and write the report (index.md, index.html) to --out."""
     from rich.console import Console
 
@@ -52,7 +68,8 @@ def reproduce(out: Path = OUT, scale: str = SCALE):
     _check_scale(scale, ZOO)
     _sigterm_as_interrupt()
     console = Console(stderr=True)
-    run_all(out, scale, progress=True, log=console.print)
+    with _client(scheduler, workers) as client:
+        run_all(out, scale, progress=True, log=console.print, client=client)
     _echo_summary(out)
     typer.echo(f"report: {out / 'index.md'} and {out / 'index.html'}")
 
@@ -73,6 +90,8 @@ def run(
     spec: str = typer.Argument(..., help="A zoo spec name (e.g. falloff_relu) or a TOML file."),
     out: Path = OUT,
     scale: str = SCALE,
+    scheduler: str = SCHEDULER,
+    workers: int = WORKERS,
 ):
     """Run one spec (reused when already finished) and rebuild the report in --out."""
     from ..zoo.report import build_report
@@ -80,7 +99,9 @@ def run(
 
     _check_scale(scale, [spec])
     _sigterm_as_interrupt()
-    rec = run_spec(spec, out, scale, progress=True, command=f"nnqft run {spec} --scale {scale}")
+    with _client(scheduler, workers) as client:
+        rec = run_spec(spec, out, scale, progress=True, client=client,
+                       command=f"nnqft run {spec} --scale {scale}")  # fmt: skip
     build_report(out)
     state = "reused" if rec.skipped else f"finished in {rec.seconds:.1f} s"
     typer.echo(f"{rec.name}: {state}; report: {out / 'index.md'}")

@@ -322,7 +322,9 @@ class CorrelatorStats:
              if k.startswith("architecture_")}
         )  # fmt: skip
         names = [f.name for f in fields(Ensemble) if f.name not in ("arch", "X")]
-        ensemble = Ensemble(arch, ds["inputs"].values, **{k: _plain(a[k]) for k in names})
+        # stores written before a field existed hold its default (e.g. sampler)
+        settings = {k: _plain(a[k]) for k in names if k in a}
+        ensemble = Ensemble(arch, ds["inputs"].values, **settings)
         sums = MomentSums.for_ensemble(ensemble)
         for b, block in sums.sums.items():
             for d in block:
@@ -357,6 +359,7 @@ def correlators(
     n_batches: int = 1000,
     dtype: str = "float64",
     estimator: str = "kernel",
+    sampler: str = "parameters",
     chunk_size: int | None = None,
     client=None,
     progress: bool = False,
@@ -379,6 +382,9 @@ def correlators(
         estimator: ``"kernel"`` (connected correlators from the last hidden layer's kernel:
             errors that do not grow with N), ``"outputs"`` (from the outputs' moments; needed by
             the field-level likelihood) or ``"both"``.
+        sampler: ``"parameters"`` (draw each network's parameters) or ``"gram"`` (draw the
+            layers' pre-activations at X in function space: the same law at X, ``L N P``
+            instead of ``~L N^2`` normals per network; for deep and wide nets).
         chunk_size: networks per compiled chunk; results do not depend on it.
         client: a ``dask.distributed.Client``: split the ensemble over its workers (same
             result as one process, to rounding).
@@ -401,7 +407,7 @@ def correlators(
         if X is None or width is None or n_networks is None:
             raise ValueError("correlators needs X, width and n_networks (or an Ensemble)")
         ensemble = Ensemble(arch, X, width, n_networks, seed, max_order, n_batches, dtype=dtype,
-                            estimator=estimator)  # fmt: skip
+                            estimator=estimator, sampler=sampler)  # fmt: skip
     check_enough_networks(ensemble)
     if client is not None:
         from .distributed import distributed_moments
@@ -440,14 +446,18 @@ def check_enough_networks(ensemble: Ensemble) -> None:
 def monte_carlo_kernel(arch: MLP, X, width: int, n_networks: int, seed: int = 0):
     """Monte Carlo estimate of the 2-pt function, for any architecture.
 
+    Measured with the kernel estimator, ``E[f_a f_b] = E[G_ab]`` with ``G`` the last hidden
+    layer's readout covariance: the same networks' outputs would add the readout's Gaussian
+    noise (``Var(f_a f_b) = Var(G_ab) + G_aa G_bb + G_ab^2``, with ``Var(G) = O(1/N)``), so this
+    error is ~sqrt(N) times smaller at large width, and exactly as unbiased.
+
     Returns ``(K (P, P), stderr (P, P))`` as float64 arrays.
     """
-    stats = correlators(
-        arch, X, width, n_networks, seed, max_order=2, n_batches=100, check_errors=False
-    )
+    stats = correlators(arch, X, width, n_networks, seed, max_order=2, n_batches=100,
+                        estimator="kernel", check_errors=False)  # fmt: skip
     P = stats.n_inputs
     K, se = np.zeros((P, P)), np.zeros((P, P))
     i, j = index_multisets(P, 2).T
-    K[i, j] = K[j, i] = stats.moment(2).values
-    se[i, j] = se[j, i] = stats.stderr(2, kind="moment").values
+    K[i, j] = K[j, i] = stats.moment(2, "kernel").values
+    se[i, j] = se[j, i] = stats.stderr(2, kind="moment", estimator="kernel").values
     return K, se

@@ -2,7 +2,8 @@
 Dask, the cache and the command line alike.
 
 An :class:`Ensemble` says *which* networks (architecture, width, seed: network ``a`` always has
-the parameters drawn from ``fold_in(PRNGKey(seed), a)``), *where* they are evaluated (inputs X),
+the parameters drawn from ``fold_in(PRNGKey(seed), a)``, or with ``sampler="gram"`` a draw of
+its pre-activations at the inputs in function space), *where* they are evaluated (inputs X),
 *how many* (``n_networks``), *which statistics* are accumulated (the ``estimator``'s variables,
 for correlators up to ``max_order``) and *how they are batched* for errors (contiguous batches
 of ``batch_size`` networks). Two descriptions are equal exactly when their :attr:`Ensemble.key`
@@ -22,10 +23,14 @@ from ..core.validation import check_choice, check_inputs, check_order, check_pos
 from ..networks.architectures import MLP, architecture_from_dict
 from .estimators import ESTIMATORS
 
-__all__ = ["Ensemble", "DTYPES"]
+__all__ = ["Ensemble", "DTYPES", "SAMPLERS"]
 
 #: Floating-point types of the parameter draws and forward pass (sums are always float64).
 DTYPES = ("float64", "float32")
+#: How a network is drawn: its parameters (``"parameters"``), or the layers' pre-activations at
+#: the inputs in function space (``"gram"``: the same joint law at X, P N instead of N^2 normals
+#: per layer; see :meth:`~nnqft_ppl.networks.architectures.MLP.draw_gram`).
+SAMPLERS = ("parameters", "gram")
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +53,11 @@ class Ensemble:
             kernel, errors that do not grow with N), ``"outputs"`` (from the outputs' moments;
             the field-level likelihood needs these) or ``"both"`` (the two from the same
             networks). See :mod:`nnqft_ppl.ensembles.estimators`.
+        sampler: ``"parameters"`` (default: network ``a`` is the parameter set drawn from its
+            key) or ``"gram"`` (draw ``a`` is a sample of the ensemble's joint law at the
+            inputs X, layer by layer in function space: exact in distribution, ``L N P``
+            instead of ``~L N^2`` normals per network, so deep and wide ensembles cost ~N/P
+            times less; the draws are not parameter sets and differ from the default's).
 
     Example:
         >>> ens = Ensemble(ErfNet(), X, width=5, n_networks=10**6, max_order=6)
@@ -64,6 +74,7 @@ class Ensemble:
     batch_size: int | None = None
     dtype: str = "float64"
     estimator: str = "kernel"
+    sampler: str = "parameters"
 
     def __post_init__(self):
         if not isinstance(self.arch, MLP):
@@ -91,6 +102,7 @@ class Ensemble:
             ("n_batches", math.ceil(n / size)),
             ("dtype", check_choice(self.dtype, DTYPES, "dtype")),
             ("estimator", check_choice(self.estimator, ESTIMATORS, "estimator")),
+            ("sampler", check_choice(self.sampler, SAMPLERS, "sampler")),
         ):
             object.__setattr__(self, name, value)
 
@@ -102,6 +114,8 @@ class Ensemble:
     def to_dict(self) -> dict:
         """Plain JSON-able description (inverse: :meth:`from_dict`)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["sampler"] == "parameters":  # left out: ensembles from before the field keep keys
+            del out["sampler"]
         out["arch"] = self.arch.to_dict()
         out["X"] = self.X.tolist()
         return out

@@ -2,7 +2,11 @@
 
 Randomness is counter-based: network number ``a`` of the ensemble with seed ``s`` gets its
 parameters from ``fold_in(PRNGKey(s), a)`` (threefry), so its outputs do not depend on the
-chunk size, the device or how the range of networks is split between workers.
+chunk size, the device or how the range of networks is split between workers. With
+``Ensemble(sampler="gram")`` the same key instead draws the layers' pre-activations at the
+inputs in function space (:meth:`~nnqft_ppl.networks.architectures.MLP.draw_gram`): the same
+joint law at X from ``P N`` normals per layer instead of ``N^2``, the way to measure deep and
+wide ensembles (the parameter normals are the floor of the default sampler).
 
 An :class:`~nnqft_ppl.ensembles.description.Ensemble` of ``n_networks`` is cut into contiguous
 *batches* of ``batch_size`` networks. A :class:`MomentSums` holds, per batch, the sums of every
@@ -121,19 +125,31 @@ def kernel_shift(ensemble: Ensemble) -> np.ndarray:
     return kernel_center(kernel(ensemble.arch, ensemble.X))
 
 
+def _normals_per_network(ensemble: Ensemble) -> int:
+    """Standard normals one network draws: its parameters, or ``(L N + P) P`` (Gram sampler)."""
+    e = ensemble
+    if e.sampler == "gram":
+        return (e.arch.depth * e.width + e.n_inputs) * e.n_inputs
+    return e.arch.n_parameters(e.width)
+
+
 def _default_chunk(ensemble: Ensemble) -> int:
-    per_network = ensemble.arch.n_parameters(ensemble.width) + sum(
+    per_network = _normals_per_network(ensemble) + sum(
         len(index_multisets(V, max(degrees))) for V, degrees in ensemble_layouts(ensemble).values()
     )
-    chunk = max(256, min(1 << 16, _NORMALS_PER_CHUNK // per_network))
+    # No floor of many networks: a deep wide net (1024 wide, 8 deep: 7e6 normals each) would
+    # otherwise hold GBs per chunk; one such network already fills a compiled chunk.
+    chunk = max(1, min(1 << 16, _NORMALS_PER_CHUNK // per_network))
     return 1 << int(math.log2(chunk))
 
 
-@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype"))
-def _draw_chunk(arch, X, width, root, start, chunk, dtype):
+@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "sampler"))
+def _draw_chunk(arch, X, width, root, start, chunk, dtype, sampler="parameters"):
     """Outputs ``(chunk, P)`` of networks ``start .. start + chunk - 1``."""
     index = start + jnp.arange(chunk)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(root, index)
+    if sampler == "gram":
+        return jax.vmap(lambda k: arch.draw_gram(k, X, width, dtype)[1])(keys)
     return jax.vmap(lambda k: arch.draw_outputs(k, X, width, dtype))(keys)
 
 
@@ -175,23 +191,32 @@ def _weighted_sum(weights, values):
     return weights @ values
 
 
-def _features(arch, X, width, keys, dtype, blocks: tuple, shift):
+def _features(arch, X, width, keys, dtype, blocks: tuple, shift, sampler="parameters"):
     """Per-network variables of each block: ``{block: (chunk, V)}`` (float64)."""
 
     def one(key):
-        h, f = arch.draw_layers(key, X, width, dtype, readout="outputs" in blocks)
+        readout = "outputs" in blocks
+        if sampler == "gram":  # the readout kernel comes out of the draw itself
+            G, f = arch.draw_gram(key, X, width, dtype, readout=readout)
+            G = G.astype(jnp.float64)
+        else:
+            h, f = arch.draw_layers(key, X, width, dtype, readout=readout)
+            G = arch.readout_kernel(h.astype(jnp.float64)) if "kernel" in blocks else None
         out = {}
         if "outputs" in blocks:
             out["outputs"] = f.astype(jnp.float64)
         if "kernel" in blocks:
-            out["kernel"] = pair_table(arch.readout_kernel(h.astype(jnp.float64))) - shift
+            out["kernel"] = pair_table(G) - shift
         return out
 
     return jax.vmap(one)(keys)
 
 
-@partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "layouts", "batch_size"))
-def _cell_sums(arch, X, width, root, cell, lo, stop, chunk, dtype, layouts, batch_size, shift):
+@partial(
+    jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "layouts", "batch_size", "sampler")
+)
+def _cell_sums(arch, X, width, root, cell, lo, stop, chunk, dtype, layouts, batch_size, shift,
+               sampler="parameters"):  # fmt: skip
     """Monomial sums of the valid networks ``[max(lo, cell), min(stop, cell + chunk))`` of the
     grid cell starting at ``cell``, per batch slot ``cell // batch_size + s``.
 
@@ -202,7 +227,7 @@ def _cell_sums(arch, X, width, root, cell, lo, stop, chunk, dtype, layouts, batc
     index = cell + jnp.arange(chunk)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(root, index)
     blocks = tuple(block for block, _ in layouts)
-    features = _features(arch, X, width, keys, dtype, blocks, shift)
+    features = _features(arch, X, width, keys, dtype, blocks, shift, sampler)
     valid = (index >= lo) & (index < stop)
     if chunk % batch_size == 0:
         n_slots = chunk // batch_size
@@ -313,7 +338,7 @@ def accumulate_moments(
             first = (lo // cell) * cell
             part, counts = _cell_sums(
                 e.arch, X, e.width, root, first, lo, stop, cell, _JAX_DTYPES[e.dtype], layouts,
-                bs, shift,
+                bs, shift, e.sampler,
             )  # fmt: skip
             acc, acc_counts = _add_rows(acc, acc_counts, part, counts, first // bs)
             step = min(first + cell, stop) - lo
@@ -332,7 +357,7 @@ def iter_output_chunks(ensemble: Ensemble, *, start: int = 0, chunk_size: int | 
     with jax.enable_x64(True):
         X = jnp.asarray(e.X)
         for lo in range(start, e.n_networks, chunk):
-            f = _draw_chunk(e.arch, X, e.width, root, lo, chunk, _JAX_DTYPES[e.dtype])
+            f = _draw_chunk(e.arch, X, e.width, root, lo, chunk, _JAX_DTYPES[e.dtype], e.sampler)
             yield lo, np.asarray(f, dtype=np.float64)[: e.n_networks - lo]
 
 

@@ -198,6 +198,33 @@ class MLP:
         """Outputs ``(P,)`` of the network whose parameters come from ``key``."""
         return self.draw_layers(key, X, width, dtype)[1]
 
+    def draw_gram(self, key: jax.Array, X: jnp.ndarray, width: int, dtype=jnp.float64, *,
+                  readout: bool = True):  # fmt: skip
+        """``(G (P, P), f (P,) or None)``: one draw of the readout kernel and outputs at the
+        P inputs, sampled layer by layer in function space (the *Gram sampler*).
+
+        Given layer l, the N neurons of layer l + 1 are independent, each a centred Gaussian
+        vector over the P inputs with covariance ``G^(l+1) = sb1^2 + (sw1^2/N) h h^T``
+        (``h (P, N)`` the activations of layer l); the first layer's covariance is
+        ``input_covariance(X)``. So ``z^(l+1) = S xi`` with ``S S^T = G^(l+1)`` and
+        ``xi ~ N(0, 1)^(P, N)`` has exactly the law of the network's pre-activations at X:
+        ``P N`` normals per layer instead of ``N^2``. The draw is a sample of the ensemble's
+        joint law at X, not a parameter set (the function at other inputs is not defined),
+        and it differs from :meth:`draw_layers` for the same key. One normal call per draw
+        (counter-based: the same key gives the same draw alone or in any vmapped chunk).
+        """
+        P = X.shape[0]
+        xi = jax.random.normal(key, (self.depth * width + (P if readout else 0), P), dtype)
+        xi = jax.lax.optimization_barrier(xi)  # as in draw_layers: hash the bits once
+        G = self.input_covariance(X.astype(dtype))
+        q = jnp.diag(G)[:, None]  # Var z^0(x): activations that normalise by it (Gauss-net)
+        for layer in range(self.depth):
+            z = _psd_sqrt(G) @ xi[layer * width : (layer + 1) * width].T  # (P, N)
+            G = self.readout_kernel(self.phi(z, q if layer == 0 else None))
+        if not readout:
+            return G, None
+        return G, _psd_sqrt(G) @ xi[self.depth * width]
+
     # ----------------------------------------------------------------- NumPyro model
     def numpyro_model(self, X, width: int, n_networks: int | None = None):
         """The parameter prior as a NumPyro generative model; outputs in the site ``"f"``.
@@ -236,6 +263,14 @@ class MLP:
 
 
 ARCHITECTURES.register(MLP.key, MLP)
+
+
+def _psd_sqrt(G: jnp.ndarray) -> jnp.ndarray:
+    """``S (P, P)`` with ``S S^T = G`` for a symmetric positive semi-definite G, singular ones
+    included (collinear inputs, a first layer of rank d + 1 < P): eigenvalues that rounding
+    pushed below 0 count as 0."""
+    lam, U = jnp.linalg.eigh(G)
+    return U * jnp.sqrt(jnp.clip(lam, 0, None))
 
 
 def _single_layer(key_name: str, activation_name: str, default_bias: float, doc: str):

@@ -24,6 +24,8 @@ __all__ = [
     "plot_posterior_summary",
     "plot_training_kappa4",
     "plot_training_ntk",
+    "plot_deep_widths",
+    "plot_deep_growth",
 ]
 
 
@@ -353,6 +355,39 @@ def plot_training_kappa4(table, path=None, title: str | None = None):
     return _finish(fig, path)
 
 
+def plot_deep_widths(table, path=None, title: str | None = None):
+    """Deep study: ``s4`` (normalised ``n kappa_4``) against ``1/n``, one panel per case.
+
+    Args:
+        table: the deep study's ``deep`` Dataset (:mod:`nnqft_ppl.zoo.studies.deep`).
+
+    Points: measured with errors, one colour per depth; lines: the fits ``A + B/n (+ C/n^2)``;
+    stars at ``1/n = 0``: the recursion's leading-order value.
+    """
+    plt = _pyplot()
+    cases = list(table.case.values)
+    fig, axes = plt.subplots(1, len(cases), figsize=(5.2 * len(cases), 4.3), squeeze=False)
+    inv = 1 / table.width.values
+    grid = np.linspace(0, inv.max() * 1.05, 50)
+    for ax, case in zip(axes[0], cases, strict=True):
+        for i, L in enumerate(table.depth.values):
+            t = table.sel(case=case, depth=L)
+            color = f"C{i}"
+            ax.errorbar(inv, t.s4, yerr=t.s4_err, fmt="o", color=color, ms=4, capsize=2,
+                        label=f"L = {L}")  # fmt: skip
+            C = float(t.C) if np.isfinite(float(t.C)) else 0.0
+            ax.plot(grid, float(t.A) + float(t.B) * grid + C * grid**2, "-", color=color, lw=1)
+            ax.plot([0], [float(t.s4_pred)], "*", color=color, ms=11, mec="k", mew=0.5)
+        ax.set_xlim(left=-0.02 * inv.max())
+        ax.set_title(f"{case} (stars: the 1/n recursion; lines: fits)", fontsize=9)
+        ax.set_xlabel("1 / width")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel(r"$s_4$ = mean $n\,\kappa_4 / \sqrt{KKKK}$")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
 def plot_training_ntk(table, path=None, title: str | None = None):
     """Training study: the wide trained ensemble against the NTK prediction, per step.
 
@@ -381,3 +416,38 @@ def plot_training_ntk(table, path=None, title: str | None = None):
     ax.set_title(title or "trained ensemble vs the NTK Gaussian process", fontsize=9, wrap=True)
     ax.legend(fontsize=7)
     return _finish(fig, path)
+
+
+def plot_deep_growth(table, path=None, title: str | None = None):
+    """Deep study: the normalised diagonal vertex ``r = n kappa_4(aaaa) / (3 K_aa^2)`` against
+    depth at fixed width, every case (critical: solid, off criticality: dashed).
+
+    Args:
+        table: the deep study's ``deep_growth`` Dataset.
+
+    Points: measured at the table's width with errors; open squares: extrapolated to
+    n -> inf (``r_inf``, where the depth was measured at every width); lines:
+    :func:`~nnqft_ppl.theory.deep.vertex_growth` (times n).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    L = table.depth.values
+    for i, case in enumerate(table.case.values):
+        t = table.sel(case=case)
+        critical = bool(t.critical)
+        state = "critical" if critical else "off criticality"
+        color = f"C{i}"
+        at = f"{case} ({state}; {t.scales.item()}) at n = {table.attrs.get('width')}"
+        ax.errorbar(L, t.r, yerr=t.r_err, fmt="o", color=color, ms=5, capsize=3, label=at)
+        if "r_inf" in t:
+            ax.errorbar(L + 0.08, t.r_inf, yerr=t.r_inf_err, fmt="s", color=color, ms=5,
+                        mfc="none", capsize=3, label=f"{case}: n -> inf")  # fmt: skip
+        ax.plot(L, t.r_pred, "-" if critical else "--", color=color, lw=1.2,
+                label=f"{case}: recursion")  # fmt: skip
+    ax.set_xticks(L)
+    labels = (
+        "depth L (hidden layers)",
+        r"$n\,\kappa_4(aaaa) / (3 K_{aa}^2)$",
+        title or f"four-point vertex against depth at n = {table.attrs.get('width')}",
+    )
+    return _finish(fig, path, ax, labels, fontsize=7)

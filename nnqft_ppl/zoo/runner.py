@@ -28,6 +28,7 @@ from . import studies as _studies  # noqa: F401  (registers the study kinds)
 from .report import build_report
 from .results import SpecResult, StudyResult, load_result, result_path
 from .specs import STUDIES, ZOO, Spec, load_spec, resolve_spec, spec_display_name, zoo_spec_path
+from .studies.common import dask_client
 
 __all__ = ["SpecRun", "run_study", "run_spec", "reproduce", "zoo_paths"]
 
@@ -47,11 +48,14 @@ def zoo_paths() -> list[Path]:
 
 
 @float64
-def run_study(spec: Spec, scale: str = "default", cache=None, progress: bool = False):
+def run_study(spec: Spec, scale: str = "default", cache=None, progress: bool = False,
+              client=None):  # fmt: skip
     """Run ``spec`` at ``scale`` -> :class:`~nnqft_ppl.zoo.results.StudyResult`; ``cache``: a
-    folder for reusable ensembles (or None)."""
+    folder for reusable ensembles (or None); ``client``: a ``dask.distributed.Client`` to
+    sample the ensembles on (None: this process; the results are the same)."""
     runner = STUDIES.get_or_raise(spec.study)
-    result = runner(spec.at_scale(scale), cache=cache, progress=progress)
+    with dask_client(client):
+        result = runner(spec.at_scale(scale), cache=cache, progress=progress)
     if not isinstance(result, StudyResult):
         raise TypeError(f"study {spec.study!r} returned {type(result).__name__}, not StudyResult")
     return result
@@ -74,9 +78,10 @@ def is_finished(out, spec: Spec, scale: str) -> bool:
 
 
 def run_spec(
-    spec, out, scale: str = "default", progress: bool = False, command: str = ""
+    spec, out, scale: str = "default", progress: bool = False, command: str = "", client=None
 ) -> SpecRun:
-    """Run one spec (a zoo name or a TOML path) into ``out``; skip it when already finished."""
+    """Run one spec (a zoo name or a TOML path) into ``out``; skip it when already finished.
+    ``client``: a ``dask.distributed.Client`` to sample on (None: this process)."""
     path = resolve_spec(spec)
     spec = load_spec(path)
     spec.at_scale(scale)  # unknown scale: SpecError now, before any work
@@ -85,7 +90,7 @@ def run_spec(
         return SpecRun(spec.name, True, 0.0)
     check_output_path(result_path(out, spec.name))
     start = time.perf_counter()
-    result = run_study(spec, scale, cache=out / "ensembles", progress=progress)
+    result = run_study(spec, scale, cache=out / "ensembles", progress=progress, client=client)
     seconds = time.perf_counter() - start
     posterior_files = {}
     for key, idata in result.posteriors.items():
@@ -114,10 +119,11 @@ def run_spec(
 
 
 def reproduce(
-    out, scale: str = "default", specs=None, progress: bool = False, log=print
+    out, scale: str = "default", specs=None, progress: bool = False, log=print, client=None
 ) -> list[SpecRun]:
     """Run every spec of ``specs`` (names or paths; default: the zoo) into ``out``, then write
-    the report. Finished specs are reused (resumable)."""
+    the report. Finished specs are reused (resumable). ``client``: a Dask client to sample
+    the ensembles on (None: this process)."""
     out = Path(out)
     check_output_path(out / "results" / "probe")
     paths = [resolve_spec(s) for s in (specs if specs is not None else ZOO)]
@@ -125,7 +131,8 @@ def reproduce(
         load_spec(p).at_scale(scale)
     records = []
     for i, p in enumerate(paths, 1):
-        rec = run_spec(p, out, scale, progress, command=f"nnqft reproduce --scale {scale}")
+        rec = run_spec(p, out, scale, progress, command=f"nnqft reproduce --scale {scale}",
+                       client=client)  # fmt: skip
         state = "reused" if rec.skipped else f"{rec.seconds:.1f} s"
         log(f"[{i}/{len(paths)}] {rec.name}: {state}")
         records.append(rec)

@@ -46,6 +46,7 @@ __all__ = [
     "zoo_spec_path",
     "resolve_spec",
     "spec_display_name",
+    "deep_architecture",
 ]
 
 #: Study runners by kind (``study = "..."`` in a spec); see :func:`register_study`.
@@ -68,6 +69,8 @@ ZOO = (
     "symmetry_erf",
     "symmetry_gauss",
     "training_erf",
+    "deep_relu",
+    "deep_tanh",
 )
 
 
@@ -145,7 +148,8 @@ class InputsSpec(_Strict):
 
 
 class EnsembleSpec(_Strict):
-    """``[ensemble]``: widths and sizes. ``n(N) = min(n_networks, network_budget // N)``."""
+    """``[ensemble]``: widths and sizes (``n(N) = min(n_networks, network_budget // N)``), the
+    estimator, how networks are drawn (``sampler``) and the precision of the draws (``dtype``)."""
 
     widths: list[int] = Field(min_length=1)
     n_networks: int = Field(ge=1000)
@@ -154,6 +158,8 @@ class EnsembleSpec(_Strict):
     n_batches: int = Field(200, ge=10)
     max_order: Literal[2, 4, 6, 8] = 6
     estimator: Literal["kernel", "outputs", "both"] = "both"
+    sampler: Literal["parameters", "gram"] = "parameters"
+    dtype: Literal["float64", "float32"] = "float64"
 
     @field_validator("widths")
     @classmethod
@@ -278,6 +284,52 @@ class TrainingSpec(_Strict):
         return x[:, None], np.sin(self.frequency * x)
 
 
+def _depth_list(depths: list[int] | None, name: str) -> list[int] | None:
+    """Positive, distinct depths, sorted (None passes)."""
+    if depths is None:
+        return None
+    if not depths or any(d < 1 for d in depths) or len(set(depths)) != len(depths):
+        raise ValueError(f"{name} must be distinct integers >= 1, got {depths}")
+    return sorted(depths)
+
+
+class DeepCase(_Strict):
+    """``[[deep.cases]]``: one more network measured like ``[architecture]``, with these scales
+    replaced (the ones left out are kept)."""
+
+    label: str = Field(pattern=r"^[a-z0-9_]+$")
+    sw0: float | None = Field(None, ge=0)
+    sb0: float | None = Field(None, ge=0)
+    sw1: float | None = Field(None, ge=0)
+    sb1: float | None = Field(None, ge=0)
+
+
+class DeepSpec(_Strict):
+    """``[deep]`` (study ``deep``): the depths measured at every width, the depth-growth
+    measurement (``growth_depths`` at ``growth_width``; defaults 1..max(depths) and the largest
+    width), the name of ``[architecture]``'s own case and further ``cases``."""
+
+    label: str = Field("base", pattern=r"^[a-z0-9_]+$")
+    depths: list[int] = [2, 3, 5]
+    growth_depths: list[int] | None = None
+    growth_width: int | None = Field(None, ge=1)
+    cases: list[DeepCase] = []
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, depths):
+        return _depth_list(depths, "depths")
+
+    @field_validator("growth_depths")
+    @classmethod
+    def _growth(cls, depths):
+        return _depth_list(depths, "growth_depths")
+
+    def depth_list(self) -> list[int]:
+        """``growth_depths``, or 1..max(depths)."""
+        return self.growth_depths or list(range(1, max(self.depths) + 1))
+
+
 class ScaleSpec(_Strict):
     """``[scale.<name>]``: partial overrides applied on top of the base settings."""
 
@@ -294,11 +346,17 @@ class ScaleSpec(_Strict):
     snapshots: list[int] | None = None
     ntk_widths: list[int] | None = None
     ntk_networks: int | None = Field(None, ge=2)
+    depths: list[int] | None = None
 
     @field_validator("widths", "ntk_widths")
     @classmethod
     def _positive(cls, widths):
         return EnsembleSpec._positive(widths) if widths is not None else None
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, depths):
+        return _depth_list(depths, "depths")
 
 
 class Spec(_Strict):
@@ -314,6 +372,7 @@ class Spec(_Strict):
     theory: TheorySpec = TheorySpec()
     inference: InferenceSpec | None = None
     training: TrainingSpec | None = None
+    deep: DeepSpec | None = None
     claims: list[str] | None = None
     scale: dict[str, ScaleSpec] = {}
 
@@ -345,7 +404,10 @@ class Spec(_Strict):
         if inf is not None:
             inf = _override(inf, num_warmup=o.num_warmup, num_samples=o.num_samples,
                             num_chains=o.num_chains, width=o.inference_width)  # fmt: skip
-        update = {"ensemble": ens, "theory": theory, "inference": inf}
+        deep = self.deep
+        if deep is not None and o.depths is not None:
+            deep = deep.model_copy(update={"depths": o.depths, "growth_depths": None})
+        update = {"ensemble": ens, "theory": theory, "inference": inf, "deep": deep}
         if self.training is not None:  # re-validated: the snapshots must fit the steps
             values = {"steps": o.training_steps, "snapshots": o.snapshots,
                       "ntk_widths": o.ntk_widths, "ntk_networks": o.ntk_networks}  # fmt: skip
@@ -447,6 +509,8 @@ def parse_spec(data: dict, source: str = "<spec>") -> Spec:
         if not math.isfinite(spec.ensemble.network_budget):
             raise SpecError(f"{source}: ensemble.network_budget must be finite")
     _check_training(spec, source)
+    if spec.deep is not None:
+        _check_deep(spec, source)
     return spec
 
 
@@ -468,6 +532,46 @@ def _check_training(spec: Spec, source: str) -> None:
             spec.at_scale(name)
         except ValidationError as err:
             raise SpecError(_one_line(err, f"{source}: scale.{name}")) from None
+
+
+def _check_deep(spec: Spec, source: str) -> None:
+    """The ``[deep]`` table against the rest of the spec, at every scale (one-line errors)."""
+    labels = [spec.deep.label] + [c.label for c in spec.deep.cases]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"{source}: deep.cases: labels must be distinct, got {labels}")
+    for i, case in enumerate(spec.deep.cases):
+        try:
+            deep_architecture(spec, case.label)
+        except (ValueError, TypeError) as err:
+            raise SpecError(f"{source}: deep.cases.{i}: {err}") from None
+    for scale in ("default", *spec.scale):
+        s = spec.at_scale(scale)
+        where = "" if scale == "default" else f" (scale {scale})"
+        widths = s.ensemble.widths if s.ensemble is not None else []
+        if s.deep.growth_width is not None and s.deep.growth_width not in widths:
+            raise SpecError(f"{source}: deep.growth_width = {s.deep.growth_width} is not among "
+                            f"the widths {widths}{where}")  # fmt: skip
+        if s.inference is not None and s.architecture.depth not in s.deep.depths:
+            raise SpecError(
+                f"{source}: architecture.depth = {s.architecture.depth} (the depth of the "
+                f"coupling posteriors) is not among the deep depths {s.deep.depths}{where}"
+            )
+
+
+def deep_architecture(spec: Spec, label: str | None = None, depth: int | None = None) -> MLP:
+    """The architecture of ``[deep]`` case ``label`` (None: ``[architecture]`` itself) at
+    ``depth`` (None: the spec's)."""
+    a = spec.architecture
+    scales = {"sw0": a.sw0, "sb0": a.sb0, "sw1": a.sw1, "sb1": a.sb1}
+    deep = spec.deep or DeepSpec()
+    if label is not None and label != deep.label:
+        case = next((c for c in deep.cases if c.label == label), None)
+        if case is None:
+            raise ValueError(f"no deep case {label!r}; cases: {deep.label}, "
+                             f"{', '.join(c.label for c in deep.cases)}")  # fmt: skip
+        scales |= {k: v for k, v in case.model_dump().items() if k in scales and v is not None}
+    return build_architecture(a.kind, depth=depth or a.depth, activation=a.activation,
+                              d_in=a.d_in, **scales)  # fmt: skip
 
 
 def resolve_spec(name_or_path) -> Path:

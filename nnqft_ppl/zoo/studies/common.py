@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,24 @@ __all__ = [
     "within_sigma",
     "spec_ensembles",
     "constant_coupling",
+    "dask_client",
 ]
+
+#: The Dask client the studies' ensembles are sampled on (None: this process); see dask_client.
+_CLIENT: ContextVar = ContextVar("nnqft_dask_client", default=None)
+
+
+@contextmanager
+def dask_client(client):
+    """Within the block, every ensemble a study samples (:func:`cached_correlators`) is split
+    over the workers of ``client`` (a ``dask.distributed.Client``; None: this process). The
+    merged sums equal one process's (counter-based networks, exact merges), so the results do
+    not depend on it; study runners need no client argument."""
+    token = _CLIENT.set(client)
+    try:
+        yield client
+    finally:
+        _CLIENT.reset(token)
 
 
 def within_sigma(measured: float, error: float, reference: float, k: float = 3.0) -> bool:
@@ -44,7 +63,16 @@ def spec_ensembles(spec, arch, X, max_order: int | None = None) -> dict[int, Ens
     e = spec.ensemble
     return {
         N: Ensemble(
-            arch, X, N, n, e.seed, max_order or e.max_order, e.n_batches, estimator=e.estimator
+            arch,
+            X,
+            N,
+            n,
+            e.seed,
+            max_order or e.max_order,
+            e.n_batches,
+            estimator=e.estimator,
+            sampler=e.sampler,
+            dtype=e.dtype,
         )  # fmt: skip
         for N, n in spec.ensemble_sizes().items()
     }
@@ -64,7 +92,7 @@ def cached_correlators(ensemble: Ensemble, cache: Path | None, progress: bool = 
             return CorrelatorStats.load(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BatchErrorWarning)
-        stats = correlators(ensemble, progress=progress, check_errors=False)
+        stats = correlators(ensemble, progress=progress, check_errors=False, client=_CLIENT.get())
     if path is not None:
         stats.save(path)
     return stats
