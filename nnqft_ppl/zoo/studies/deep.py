@@ -425,9 +425,10 @@ def _inverse_n_claim(case: _Case, L: int, t: xr.Dataset) -> Claim:
                                 f"{fmt(B1, B1_err)} (recursion as intercept)", need)  # fmt: skip
     p, p_err, chi2 = fit_power(n, resid, err)
     if not p_err < 1:  # the residual is resolved at too few widths to fix its power
-        return unresolved_claim(key, title, rule, f"the power is not determined (p = "
-                                f"{fmt(p, p_err)}) although B = {fmt(B1, B1_err)} with p = 1: "
-                                "the residual is resolved at too few widths")  # fmt: skip
+        k = int(np.sum(np.abs(resid) > 3 * err))  # (a fitted p +- p_err would be meaningless)
+        return unresolved_claim(key, title, rule, f"B = {fmt(B1, B1_err)} with p = 1, but the "
+                                f"power is not determined: the residual is resolved at {k} of "
+                                f"{len(n)} widths")  # fmt: skip
     return z_claim(
         key, title, p, p_err, 1.0, "1/n (the next order of the expansion)",
         effect=1.0, effect_label="the distance to the neighbouring powers (n^0, n^-2)",
