@@ -17,3 +17,22 @@ def paper_inputs():
 def relu_inputs():
     """Positive d_in = 1 inputs for ReLU-net, shape (6, 1)."""
     return np.linspace(0.2, 1.2, 6)[:, None]
+
+
+@pytest.fixture
+def assert_spec_error(tmp_path):
+    """``assert_spec_error(text, needles)``: loading a spec file holding ``text`` fails with a
+    one-line :class:`~nnqft_ppl.SpecError` that contains every string in ``needles``."""
+    import nnqft_ppl as nq
+
+    def check(text: str, needles) -> None:
+        path = tmp_path / "spec.toml"
+        path.write_text(text)
+        with pytest.raises(nq.SpecError) as info:
+            nq.load_spec(path)
+        message = str(info.value)
+        assert "\n" not in message
+        for needle in needles:
+            assert needle in message, (needle, message)
+
+    return check

@@ -37,7 +37,7 @@ def infer(
     ),
 ):
     """Infer the couplings of a coupling form from stored correlator statistics."""
-    from ..core.storage import to_json, write_text
+    from ..core.storage import to_json, write_store, write_text
     from ..core.validation import check_output_path
     from ..ensembles.correlators import CorrelatorStats
     from ..inference.diagnostics import diagnose
@@ -68,7 +68,7 @@ def infer(
     )
     diagnosis = diagnose(idata)
     out.mkdir(parents=True, exist_ok=True)
-    idata.to_zarr(out / "posterior.zarr", mode="w")
+    write_store(idata, out / "posterior.zarr")  # atomic: a kill never leaves half a posterior
     write_text(out / "diagnosis.txt", str(diagnosis) + "\n")
     write_text(
         out / "summary.json",
