@@ -383,7 +383,8 @@ def test_coupling_falls_as_one_over_width():
     }
     mcmc = MCMC(NUTS(lk.width_power_law_model), num_warmup=500, num_samples=1000, num_chains=2,
                 chain_method="sequential", progress_bar=False)  # fmt: skip
-    mcmc.run(jax.random.PRNGKey(0), datasets)
+    with jax.enable_x64(True):  # a user's own NumPyro model on the building blocks: float64
+        mcmc.run(jax.random.PRNGKey(0), datasets)
     a = np.asarray(mcmc.get_samples()["a"])
     assert abs(a.mean() - 1) < 3 * a.std(), (a.mean(), a.std())
     assert a.std() < 0.2
