@@ -256,25 +256,18 @@ def _check_against_reference(case, reference):
     assert max(err.values()) < TARGET_ACCURACY, err
 
 
-@pytest.mark.parametrize("case", SMOOTH_FAST, ids=_id)
+def _fast_and_slow(fast, slow):
+    """Cases to parametrize over: ``fast`` as they are, ``slow`` marked slow."""
+    return [*fast, *(pytest.param(case, marks=pytest.mark.slow) for case in slow)]
+
+
+@pytest.mark.parametrize("case", _fast_and_slow(SMOOTH_FAST, SMOOTH_SLOW), ids=_id)
 def test_smooth_oracle_agrees_with_gauss_legendre_box(case):
     _check_against_reference(case, box_reference)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", SMOOTH_SLOW, ids=_id)
-def test_smooth_oracle_agrees_with_gauss_legendre_box_slow(case):
-    _check_against_reference(case, box_reference)
-
-
-@pytest.mark.parametrize("case", RELU_FAST, ids=_id)
+@pytest.mark.parametrize("case", _fast_and_slow(RELU_FAST, RELU_SLOW), ids=_id)
 def test_relu_oracle_agrees_with_cartesian_reference(case):
-    _check_against_reference(case, relu_reference)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", RELU_SLOW, ids=_id)
-def test_relu_oracle_agrees_with_cartesian_reference_slow(case):
     _check_against_reference(case, relu_reference)
 
 

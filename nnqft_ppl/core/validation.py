@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 __all__ = [
     "check_inputs",
     "check_width",
+    "check_positive_float",
     "check_positive_int",
     "check_order",
     "check_choice",
@@ -40,6 +42,18 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_positive_float(value, name: str, what: str = "") -> float:
+    """``value`` as a finite float > 0, else a one-line ValueError naming ``name`` (``what``:
+    an explanation appended to the message, e.g. ``" (box [-L, L]^d)"``)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number > 0{what}, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be finite and > 0{what}, got {value!r}")
+    return number
 
 
 def check_width(width) -> int:

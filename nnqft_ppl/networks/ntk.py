@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.validation import check_inputs
+from ..core.validation import check_inputs, check_positive_float
 from .architectures import MLP
 from .kernels import layer_map
 
@@ -117,12 +117,7 @@ def learning_rate_limit(arch: MLP, X_train) -> float:
 def check_learning_rate(learning_rate, limit: float | None = None) -> float:
     """``learning_rate`` as a positive float below ``limit`` (if given), else a one-line
     ValueError naming the rate and the limit."""
-    try:
-        rate = float(learning_rate)
-    except (TypeError, ValueError):
-        raise ValueError(f"learning_rate must be a number, got {learning_rate!r}") from None
-    if not np.isfinite(rate) or rate <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+    rate = check_positive_float(learning_rate, "learning_rate")
     if limit is not None and rate >= limit:
         raise ValueError(
             f"learning_rate={rate:.6g} is not below the stability limit "

@@ -50,7 +50,7 @@ import xarray as xr
 from ..core.multisets import monomials
 from ..core.precision import float64
 from ..core.tuples import tuple_array
-from ..core.validation import check_inputs, check_positive_int
+from ..core.validation import check_inputs, check_positive_float, check_positive_int
 from ..networks.architectures import MLP
 from ..networks.kernels import interaction_matrix
 
@@ -104,13 +104,7 @@ def parse_cutoffs(cutoff) -> tuple[np.ndarray, bool]:
     for value in values.ravel():
         if value is None:
             raise ValueError("cutoff=None (all of input space) must be given alone, not in a list")
-        try:
-            L = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"cutoff must be a number > 0, got {value!r}") from None
-        if not math.isfinite(L) or L <= 0:
-            raise ValueError(f"cutoff must be finite and > 0 (box [-L, L]^d), got {value!r}")
-        out.append(L)
+        out.append(check_positive_float(value, "cutoff", " (box [-L, L]^d)"))
     return np.array(out), is_sequence
 
 
