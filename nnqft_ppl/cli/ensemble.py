@@ -234,14 +234,13 @@ def correlate(
         _ensemble(net, X, w, n_networks, seed, max_order, n_batches, dtype, estimator)
         for w in widths
     ]
-    from ..ensembles.correlators import MIN_NETWORKS, check_enough_networks
+    from ..ensembles.correlators import check_enough_networks, small_ensemble_message
 
     try:
         check_enough_networks(ensembles[0])
     except ValueError as err:
         fail(str(err).removeprefix("n_networks "), "--n-networks")
-    if workers < 0:
-        fail(f"must be >= 0, got {workers}", "--workers")
+    cluster = dask_client(scheduler, workers)
     if not checkpoint_every > 0:
         fail(f"must be > 0 seconds, got {checkpoint_every}", "--checkpoint-every")
     out = check_store_path(out)
@@ -249,13 +248,9 @@ def correlate(
         out if len(widths) == 1 else out.with_name(f"{out.stem}-N{w}{out.suffix}") for w in widths
     ]
     plans = [_plan(e, p, overwrite) for e, p in zip(ensembles, paths, strict=True)]
-    if n_networks < MIN_NETWORKS:
-        typer.echo(
-            f"warning: --n-networks: {n_networks} networks are too few for trustworthy "
-            f"correlators and errors (fewer than {MIN_NETWORKS}: few batches, unsampled tails)",
-            err=True,
-        )
-    with _dask_client(scheduler, workers) as client:
+    if (message := small_ensemble_message(n_networks)) is not None:
+        typer.echo(f"warning: --n-networks: {message}", err=True)
+    with cluster as client:
         for (ensemble, resume), path in zip(plans, paths, strict=True):
             stats = _correlate_one(ensemble, resume, path, client, checkpoint_every)
             dev = stats.deviation(ensemble.max_order)
@@ -302,7 +297,15 @@ def _plan(ensemble, path: Path, overwrite: bool):
     return target, old.sums.extended(ensemble.n_networks)
 
 
-class _dask_client:
+def dask_client(scheduler: str | None, workers: int) -> _DaskClient:
+    """The Dask client context of ``--scheduler`` / ``--workers`` (a usage error for
+    ``workers < 0``); it connects only when entered."""
+    if workers < 0:
+        fail(f"must be >= 0, got {workers}", "--workers")
+    return _DaskClient(scheduler, workers)
+
+
+class _DaskClient:
     """Context manager: a Dask client on ``scheduler``, a LocalCluster of ``workers``, or None."""
 
     def __init__(self, scheduler: str | None, workers: int):

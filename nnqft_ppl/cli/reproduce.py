@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from .ensemble import dask_client
 from .options import command, fail
 
 __all__ = ["register"]
@@ -29,15 +30,6 @@ SCHEDULER = typer.Option(
 WORKERS = typer.Option(
     0, "--workers", help="Sample on a local Dask cluster of this many worker processes."
 )
-
-
-def _client(scheduler: str | None, workers: int):
-    """The Dask client context of ``nnqft correlate`` (same results as one process)."""
-    from .ensemble import _dask_client
-
-    if workers < 0:
-        fail(f"must be >= 0, got {workers}", "--workers")
-    return _dask_client(scheduler, workers)
 
 
 def _sigterm_as_interrupt():
@@ -68,7 +60,7 @@ def reproduce(out: Path = OUT, scale: str = SCALE, scheduler: str = SCHEDULER,
     _check_scale(scale, ZOO)
     _sigterm_as_interrupt()
     console = Console(stderr=True)
-    with _client(scheduler, workers) as client:
+    with dask_client(scheduler, workers) as client:
         run_all(out, scale, progress=True, log=console.print, client=client)
     _echo_summary(out)
     typer.echo(f"report: {out / 'index.md'} and {out / 'index.html'}")
@@ -99,7 +91,7 @@ def run(
 
     _check_scale(scale, [spec])
     _sigterm_as_interrupt()
-    with _client(scheduler, workers) as client:
+    with dask_client(scheduler, workers) as client:
         rec = run_spec(spec, out, scale, progress=True, client=client,
                        command=f"nnqft run {spec} --scale {scale}")  # fmt: skip
     build_report(out)

@@ -47,6 +47,7 @@ __all__ = [
     "SmallEnsembleWarning",
     "MIN_NETWORKS",
     "check_enough_networks",
+    "small_ensemble_message",
 ]
 
 #: Batch (jackknife) errors of kappa_4 below this fraction of the exact ones trigger a warning.
@@ -416,10 +417,9 @@ def correlators(
     else:
         sums = accumulate_moments(ensemble, chunk_size=chunk_size, progress=progress)
     stats = CorrelatorStats(ensemble, sums)
-    if stats.n_networks < MIN_NETWORKS:
+    if (message := small_ensemble_message(stats.n_networks)) is not None:
         warnings.warn(
-            f"{ensemble.label}: {stats.n_networks} networks are too few for trustworthy "
-            f"correlators and errors (fewer than {MIN_NETWORKS}: few batches, unsampled tails)",
+            f"{ensemble.label}: {message}",
             SmallEnsembleWarning,
             stacklevel=3,  # the caller of correlators (through the float64 wrapper)
         )
@@ -441,6 +441,17 @@ def check_enough_networks(ensemble: Ensemble) -> None:
             f"n_networks must be at least {least} for correlators up to order "
             f"{ensemble.max_order}, got {ensemble.n_networks}"
         )
+
+
+def small_ensemble_message(n_networks: int) -> str | None:
+    """Why ``n_networks`` networks give untrustworthy statistics, or None when they are enough
+    (the text of :class:`SmallEnsembleWarning` and of the CLI's warning)."""
+    if n_networks >= MIN_NETWORKS:
+        return None
+    return (
+        f"{n_networks} networks are too few for trustworthy correlators and errors (fewer than "
+        f"{MIN_NETWORKS}: few batches, unsampled tails)"
+    )
 
 
 def monte_carlo_kernel(arch: MLP, X, width: int, n_networks: int, seed: int = 0):

@@ -152,10 +152,11 @@ def diagnose(idata, reject_p: float = REJECT_P) -> Diagnosis:
     label = "a constant quartic coupling" if names == ["lambda"] else f"the form {names}"
     gof = f"chi2 = {fit.chi2:.3g} on {fit.dof} dof, p = {fit.p_value:.2g}"
     kname = _kname(idata)
-    if fit.rank < len(kappa_labels(idata)):
+    n_tuples = idata.observed_data[kname].sizes["tuple"]
+    if fit.rank < n_tuples:
         lines.append(
             f"the measured {kname} holds {fit.rank} independent number(s) (resolved covariance "
-            f"directions) on {len(kappa_labels(idata))} tuples: its entries are not independent "
+            f"directions) on {n_tuples} tuples: its entries are not independent "
             "evidence."
         )
     if fit.dof <= 0:
@@ -221,11 +222,6 @@ def diagnose(idata, reject_p: float = REJECT_P) -> Diagnosis:
     return Diagnosis(table, div, fit, "\n".join(lines))
 
 
-def kappa_labels(idata) -> list[str]:
-    """The tuples of the measured correlator of a posterior."""
-    return [str(t) for t in idata.observed_data[_kname(idata)].tuple.values]
-
-
 def posterior_predictive_check(idata) -> xr.Dataset:
     """Measured vs predicted correlators, per tuple and per independent direction.
 
@@ -284,38 +280,36 @@ def heldout_inputs_score(data: CorrelatorData, n_inputs: int) -> np.ndarray:
     return np.array(out)
 
 
-class FieldRefit:
+def _field_refit(field: FieldStatistics, idata, seed: int = 0):
     """``az.reloo`` wrapper: exact leave-one-batch-out refits of a field-likelihood posterior.
 
     The field likelihood is Gaussian in the couplings, so the posterior without batch b is the
     closed-form :func:`~nnqft_ppl.inference.likelihoods.gaussian_posterior` (default priors):
     a refit costs a linear solve, not a sampler run.
     """
+    from arviz_stats.loo.wrapper import SamplingWrapper  # imported only when a refit is needed
 
-    def __new__(cls, field: FieldStatistics, idata, seed: int = 0):
-        from arviz_stats.loo.wrapper import SamplingWrapper
+    class _Refit(SamplingWrapper):
+        def sel_observations(self, idx):
+            return None, np.atleast_1d(np.asarray(idx))
 
-        class _Refit(SamplingWrapper):
-            def sel_observations(self, idx):
-                return None, np.atleast_1d(np.asarray(idx))
+        def sample(self, modified_observed_data):
+            return None
 
-            def sample(self, modified_observed_data):
-                return None
+        def get_inference_data(self, fitted_model):
+            return None
 
-            def get_inference_data(self, fitted_model):
-                return None
+        def log_likelihood__i(self, excluded_obs, idata__i):
+            shape = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+            rng = np.random.default_rng(seed)
+            out = []
+            for b in excluded_obs:
+                post = gaussian_posterior(field, leave_out=int(b))
+                theta = post.sample(rng, shape)
+                out.append(np.asarray(field.pointwise_batches(theta))[..., int(b)])
+            return xr.DataArray(np.stack(out, -1), dims=("chain", "draw", "batch"))
 
-            def log_likelihood__i(self, excluded_obs, idata__i):
-                shape = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
-                rng = np.random.default_rng(seed)
-                out = []
-                for b in excluded_obs:
-                    post = gaussian_posterior(field, leave_out=int(b))
-                    theta = post.sample(rng, shape)
-                    out.append(np.asarray(field.pointwise_batches(theta))[..., int(b)])
-                return xr.DataArray(np.stack(out, -1), dims=("chain", "draw", "batch"))
-
-        return _Refit(model=field, idata_orig=idata)
+    return _Refit(model=field, idata_orig=idata)
 
 
 @dataclass(frozen=True)
@@ -431,7 +425,7 @@ def _compare_field(stats, forms, labels, cutoff, method, seed, threshold, infer_
             field = field_statistics(
                 stats, forms[label], cutoff=cutoff, rtol=infer_kwargs["rtol"], width="model"
             )
-            loo = az.reloo(FieldRefit(field, idata, seed), loo_orig=loo, var_name="field")
+            loo = az.reloo(_field_refit(field, idata, seed), loo_orig=loo, var_name="field")
             refitted, bad = bad, 0
         n_params = forms[label].n_params
         rows[label] = {

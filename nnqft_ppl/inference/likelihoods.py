@@ -843,8 +843,11 @@ class GaussianPosterior(NamedTuple):
 
     def sample(self, rng: np.random.Generator, shape: tuple) -> np.ndarray:
         """Draws ``(*shape, p)``."""
-        root = np.linalg.cholesky(self.covariance)
-        return self.mean + rng.standard_normal((*shape, len(self.mean))) @ root.T
+        return self.from_normals(rng.standard_normal((*shape, len(self.mean))))
+
+    def from_normals(self, normals: np.ndarray) -> np.ndarray:
+        """The draws ``(..., p)`` that standard normals ``(..., p)`` map to (Cholesky root)."""
+        return self.mean + normals @ np.linalg.cholesky(self.covariance).T
 
     @property
     def sd(self) -> np.ndarray:

@@ -335,8 +335,6 @@ def plot_training_kappa4(table, path=None, title: str | None = None):
         ax2.errorbar(N, t.kurtosis.values, fmt="o-", color=color, ms=4, lw=1, label=f"t = {s}")
     if 0 in table.step.values:
         ax1.loglog(N, table.S_exact.sel(step=0).values, "k-", lw=1, label="exact (t = 0)")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
     for ax in (ax1, ax2):  # the widths themselves as ticks
         ax.set_xscale("log")
         ax.set_xticks(N, [str(n) for n in N])

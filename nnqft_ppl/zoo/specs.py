@@ -409,18 +409,21 @@ class Spec(_Strict):
             deep = deep.model_copy(update={"depths": o.depths, "growth_depths": None})
         update = {"ensemble": ens, "theory": theory, "inference": inf, "deep": deep}
         if self.training is not None:  # re-validated: the snapshots must fit the steps
-            values = {"steps": o.training_steps, "snapshots": o.snapshots,
-                      "ntk_widths": o.ntk_widths, "ntk_networks": o.ntk_networks}  # fmt: skip
-            merged = self.training.model_dump() | {k: v for k, v in values.items() if v is not None}
-            update["training"] = TrainingSpec.model_validate(merged)
+            merged = _override(self.training, steps=o.training_steps, snapshots=o.snapshots,
+                               ntk_widths=o.ntk_widths, ntk_networks=o.ntk_networks)  # fmt: skip
+            update["training"] = TrainingSpec.model_validate(merged.model_dump())
         return self.model_copy(update=update)
 
-    def architecture_for(self, d_in: int | None = None) -> MLP:
-        """The architecture object (``d_in`` overrides the spec's, for RG in d = 1, 2, 3)."""
+    def architecture_for(
+        self, d_in: int | None = None, depth: int | None = None, **scales: float
+    ) -> MLP:
+        """The architecture object; ``d_in`` (RG in d = 1, 2, 3), ``depth`` and the ``scales``
+        (``sw0``, ``sb0``, ``sw1``, ``sb1``) override the spec's."""
         a = self.architecture
+        scales = {"sw0": a.sw0, "sb0": a.sb0, "sw1": a.sw1, "sb1": a.sb1} | scales
         return build_architecture(
-            a.kind, depth=a.depth, activation=a.activation,
-            d_in=a.d_in if d_in is None else d_in, sw0=a.sw0, sb0=a.sb0, sw1=a.sw1, sb1=a.sb1,
+            a.kind, depth=depth or a.depth, activation=a.activation,
+            d_in=a.d_in if d_in is None else d_in, **scales,
         )  # fmt: skip
 
     def inputs_for(self, arch: MLP) -> np.ndarray:
@@ -561,17 +564,15 @@ def _check_deep(spec: Spec, source: str) -> None:
 def deep_architecture(spec: Spec, label: str | None = None, depth: int | None = None) -> MLP:
     """The architecture of ``[deep]`` case ``label`` (None: ``[architecture]`` itself) at
     ``depth`` (None: the spec's)."""
-    a = spec.architecture
-    scales = {"sw0": a.sw0, "sb0": a.sb0, "sw1": a.sw1, "sb1": a.sb1}
     deep = spec.deep or DeepSpec()
+    scales = {}
     if label is not None and label != deep.label:
         case = next((c for c in deep.cases if c.label == label), None)
         if case is None:
             raise ValueError(f"no deep case {label!r}; cases: {deep.label}, "
                              f"{', '.join(c.label for c in deep.cases)}")  # fmt: skip
-        scales |= {k: v for k, v in case.model_dump().items() if k in scales and v is not None}
-    return build_architecture(a.kind, depth=depth or a.depth, activation=a.activation,
-                              d_in=a.d_in, **scales)  # fmt: skip
+        scales = case.model_dump(exclude={"label"}, exclude_none=True)
+    return spec.architecture_for(depth=depth, **scales)
 
 
 def resolve_spec(name_or_path) -> Path:
