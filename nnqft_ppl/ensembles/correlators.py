@@ -136,11 +136,17 @@ class CorrelatorStats:
         shift = self._shift() if estimator == "kernel" else None
         return tables(estimator, sums, n, self.n_inputs, self.max_order, shift)
 
+    def _totals(self, estimator: str) -> dict:
+        """The power sums over all batches, ``{degree: (M_degree,)}``."""
+        key = ("totals", estimator)
+        if key not in self._cache:
+            self._cache[key] = {d: s.sum(axis=0) for d, s in self.sums.sums[estimator].items()}
+        return self._cache[key]
+
     def _estimates(self, estimator: str) -> StatisticTables:
         key = ("estimates", estimator)
         if key not in self._cache:
-            total = {d: s.sum(axis=0) for d, s in self.sums.sums[estimator].items()}
-            self._cache[key] = self._tables(estimator, total, self.n_networks)
+            self._cache[key] = self._tables(estimator, self._totals(estimator), self.n_networks)
         return self._cache[key]
 
     # ----------------------------------------------------------------- estimates
@@ -165,22 +171,23 @@ class CorrelatorStats:
     # ----------------------------------------------------------------- errors
     def _jackknife(self, kind: str, order: int, estimator: str) -> np.ndarray:
         """Leave-one-batch-out estimates ``(n_batches, M_order)`` of moments or cumulants."""
-        key = ("jack", kind, order, estimator)
-        if key in self._cache:
-            return self._cache[key]
-        block = self.sums.sums[estimator]
-        total = {d: s.sum(axis=0) for d, s in block.items()}
-        n_left = self.n_networks - self.sums.counts
-        if np.any(n_left <= 0) or self.sums.n_batches < 2:
-            raise ValueError("the jackknife needs at least two non-empty batches")
-        parts = []
-        for lo in range(0, self.sums.n_batches, _JACKKNIFE_BLOCK):
-            sl = slice(lo, lo + _JACKKNIFE_BLOCK)
-            loo = {d: total[d] - s[sl] for d, s in block.items()}
-            t = self._tables(estimator, loo, n_left[sl])
-            parts.append((t.moments if kind == "moment" else t.cumulants)[order])
-        self._cache[key] = np.concatenate(parts, axis=0)
-        return self._cache[key]
+        key = ("jack", estimator)
+        if key not in self._cache:  # one pass gives every order and kind: cache them all
+            block, total = self.sums.sums[estimator], self._totals(estimator)
+            n_left = self.n_networks - self.sums.counts
+            if np.any(n_left <= 0) or self.sums.n_batches < 2:
+                raise ValueError("the jackknife needs at least two non-empty batches")
+            parts = []
+            for lo in range(0, self.sums.n_batches, _JACKKNIFE_BLOCK):
+                sl = slice(lo, lo + _JACKKNIFE_BLOCK)
+                loo = {d: total[d] - s[sl] for d, s in block.items()}
+                parts.append(self._tables(estimator, loo, n_left[sl]))
+            self._cache[key] = StatisticTables(
+                {n: np.concatenate([t.moments[n] for t in parts]) for n in parts[0].moments},
+                {n: np.concatenate([t.cumulants[n] for t in parts]) for n in parts[0].cumulants},
+            )
+        jack = self._cache[key]
+        return (jack.moments if kind == "moment" else jack.cumulants)[order]
 
     def _jackknife_covariance(self, kind: str, order: int, estimator: str) -> np.ndarray:
         est = self._jackknife(kind, order, estimator)

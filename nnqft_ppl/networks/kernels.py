@@ -27,10 +27,12 @@ __all__ = [
 ]
 
 
-def layer_map(arch: MLP, C: jnp.ndarray) -> jnp.ndarray:
-    """One layer of the recursion: ``C (P, P) -> E[phi(u_a) phi(u_b)]`` for ``u ~ N(0, C)``."""
+def layer_map(arch: MLP, C: jnp.ndarray, *, derivative: bool = False) -> jnp.ndarray:
+    """One layer of the recursion: ``C (P, P) -> E[phi(u_a) phi(u_b)]`` for ``u ~ N(0, C)``
+    (``derivative=True``: ``E[phi'(u_a) phi'(u_b)]``, the tangent kernel's factor)."""
     diag = jnp.diag(C)
-    return arch.phi.gaussian_product(diag[:, None], diag[None, :], C)
+    product = arch.phi.gaussian_derivative_product if derivative else arch.phi.gaussian_product
+    return product(diag[:, None], diag[None, :], C)
 
 
 def kernel_entry(arch: MLP, x1: jnp.ndarray, x2: jnp.ndarray) -> jnp.ndarray:

@@ -29,17 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.precision import float64
 from ..core.validation import check_inputs, check_positive_float
 from .architectures import MLP
 from .kernels import layer_map
 
 __all__ = ["ntk", "ntk_entry", "ntk_matrix", "learning_rate_limit", "check_learning_rate"]
-
-
-def _derivative_map(arch: MLP, C: jnp.ndarray) -> jnp.ndarray:
-    """``C (P, P) -> E[s'(u_a) s'(u_b)]`` for ``u ~ N(0, C)``."""
-    diag = jnp.diag(C)
-    return arch.phi.gaussian_derivative_product(diag[:, None], diag[None, :], C)
 
 
 def ntk_entry(arch: MLP, x1: jnp.ndarray, x2: jnp.ndarray) -> jnp.ndarray:
@@ -53,7 +48,7 @@ def ntk_entry(arch: MLP, x1: jnp.ndarray, x2: jnp.ndarray) -> jnp.ndarray:
     theta = C
     for _ in range(arch.depth):  # hidden-to-hidden layers, then the readout
         C_next = arch.sb1**2 + arch.sw1**2 * layer_map(arch, C)
-        theta = C_next + arch.sw1**2 * _derivative_map(arch, C) * theta
+        theta = C_next + arch.sw1**2 * layer_map(arch, C, derivative=True) * theta
         C = C_next
     # The exact kernel is symmetric; a Gauss-Hermite rule (tanh) is not quite symmetric in
     # the order of its two variances (~1e-7), and averaging both orderings keeps Theta_XX
@@ -71,6 +66,7 @@ def ntk_matrix(arch: MLP, X: jnp.ndarray, Y: jnp.ndarray) -> jnp.ndarray:
     return jax.vmap(jax.vmap(entry, (None, 0)), (0, None))(X, Y)
 
 
+@float64
 def ntk(arch: MLP, X1, X2=None) -> np.ndarray:
     """Infinite-width neural tangent kernel ``Theta(x, x')`` of ``arch`` (NTK parametrisation).
 
@@ -93,8 +89,7 @@ def ntk(arch: MLP, X1, X2=None) -> np.ndarray:
     """
     X = check_inputs(X1, arch.d_in)
     Y = X if X2 is None else check_inputs(X2, arch.d_in)
-    with jax.enable_x64(True):
-        return np.asarray(ntk_matrix(arch, jnp.asarray(X), jnp.asarray(Y)), dtype=np.float64)
+    return np.asarray(ntk_matrix(arch, jnp.asarray(X), jnp.asarray(Y)))
 
 
 def learning_rate_limit(arch: MLP, X_train) -> float:
@@ -109,9 +104,7 @@ def learning_rate_limit(arch: MLP, X_train) -> float:
         >>> learning_rate_limit(ReLUNet(), [[1.0], [2.0]])  # Theta = [[1, 2], [2, 4]]
         0.4
     """
-    with jax.enable_x64(True):
-        lam_max = float(np.linalg.eigvalsh(ntk(arch, X_train))[-1])
-    return 2.0 / lam_max
+    return 2.0 / float(np.linalg.eigvalsh(ntk(arch, X_train))[-1])
 
 
 def check_learning_rate(learning_rate, limit: float | None = None) -> float:

@@ -37,13 +37,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
 from ..core.validation import check_inputs
 from ..networks.architectures import MLP
 from ..networks.kernels import kernel
-from ..networks.ntk import check_learning_rate, learning_rate_limit, ntk
+from ..networks.ntk import check_learning_rate, ntk
 
 __all__ = ["NTKPrediction", "ntk_predict", "ntk_linearized_outputs", "ntk_transfer"]
 
@@ -110,12 +109,10 @@ def ntk_transfer(
     steps = _check_steps(steps)
     X = check_inputs(X_train, arch.d_in)
     Xt = check_inputs(X_test, arch.d_in)
-    limit = None if gradient_flow else learning_rate_limit(arch, X)
-    rate = check_learning_rate(learning_rate, limit)
-    with jax.enable_x64(True):
-        lam, V = np.linalg.eigh(ntk(arch, X))
-        gain = _spectral_gain(lam, steps, rate, gradient_flow)
-        return (ntk(arch, Xt, X) @ V) * gain @ V.T
+    lam, V = np.linalg.eigh(ntk(arch, X))  # lam[-1]: the stability limit is 2 / lam[-1]
+    rate = check_learning_rate(learning_rate, None if gradient_flow else 2.0 / lam[-1])
+    gain = _spectral_gain(lam, steps, rate, gradient_flow)
+    return (ntk(arch, Xt, X) @ V) * gain @ V.T
 
 
 def ntk_predict(
@@ -156,10 +153,8 @@ def ntk_predict(
     Xt = check_inputs(X_test, arch.d_in)
     y = _check_targets(y_train, X.shape[0])
     T = ntk_transfer(arch, X, Xt, steps, learning_rate, gradient_flow=gradient_flow)
-    with jax.enable_x64(True):
-        K_tX = kernel(arch, Xt, X)
-        cross = T @ K_tX.T  # T_t(x) K_Xx'
-        cov = kernel(arch, Xt) + T @ kernel(arch, X) @ T.T - cross - cross.T
+    cross = T @ kernel(arch, Xt, X).T  # T_t(x) K_Xx'
+    cov = kernel(arch, Xt) + T @ kernel(arch, X) @ T.T - cross - cross.T
     return NTKPrediction(mean=T @ y, covariance=0.5 * (cov + cov.T))
 
 
