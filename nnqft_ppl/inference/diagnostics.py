@@ -102,6 +102,11 @@ class Diagnosis:
         with pd.option_context("display.width", 120):
             return f"{self.table}\n\n{self.verdict}"
 
+    @property
+    def max_r_hat(self) -> float:
+        """The largest split R-hat over the couplings (NaN without MCMC diagnostics)."""
+        return float(self.table["r_hat"].max()) if "r_hat" in self.table else np.nan
+
 
 def _describe(name: str) -> str:
     if name.startswith("lambda_") and name[7:].isdigit():

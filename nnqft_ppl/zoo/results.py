@@ -118,6 +118,7 @@ def z_claim(
     effect_label: str = "",
     n_networks: float = np.nan,
     details: str = "",
+    require: bool = True,
 ) -> Claim:
     """A claim that ``measured`` agrees with ``reference`` within ``k`` standard errors.
 
@@ -125,7 +126,9 @@ def z_claim(
     part of a correlator or the gap between rival predictions): a claim that would PASS although
     ``k * error`` is not smaller than the effect is UNRESOLVED (the data could not have told the
     difference), with the networks needed (``n_networks`` scaled by ``(k error / effect)^2``).
-    ``|z| >= k`` is a FAIL whatever the power: the data reject the reference.
+    ``|z| >= k`` is a FAIL whatever the power: the data reject the reference. ``require``: a
+    further condition of the rule (e.g. the sampler converged, stated in ``details``); when it
+    is False a claim that would PASS is a FAIL.
     """
     z = (measured - reference) / error if error > 0 else np.nan
     resolution = k * error
@@ -133,10 +136,19 @@ def z_claim(
     needed = np.nan
     if status == "PASS" and np.isfinite(effect) and not resolution < abs(effect):
         status = "UNRESOLVED"
-        needed = n_networks * (resolution / abs(effect)) ** 2 * 1.2  # 20% margin
+        needed = networks_needed(n_networks, error, effect, k)
+    if status == "PASS" and not require:
+        status = "FAIL"
     return Claim(key, title, float(measured), float(error), float(reference), reference_label,
                  f"|z| < {k:g}", status, float(z), float(resolution), float(effect),
                  effect_label, float(needed), details)  # fmt: skip
+
+
+def networks_needed(n_networks, error, effect, k: float = 3.0):
+    """Networks that would bring the ``k``-sigma resolution of a measurement with ``error``
+    from ``n_networks`` networks below ``|effect|`` (errors fall as 1/sqrt(n); 20% margin).
+    Arrays broadcast."""
+    return n_networks * (k * error / np.abs(effect)) ** 2 * 1.2
 
 
 def exact_claim(

@@ -17,7 +17,6 @@ from ...theory.couplings import Constant
 __all__ = [
     "cached_correlators",
     "power_law_fit",
-    "within_sigma",
     "spec_ensembles",
     "constant_coupling",
     "dask_client",
@@ -38,11 +37,6 @@ def dask_client(client):
         yield client
     finally:
         _CLIENT.reset(token)
-
-
-def within_sigma(measured: float, error: float, reference: float, k: float = 3.0) -> bool:
-    """``|measured - reference| < k * error`` (False for a non-finite error)."""
-    return bool(np.isfinite(error) and abs(measured - reference) < k * error)
 
 
 def power_law_fit(x, y, yerr) -> tuple[float, float, float, int]:

@@ -65,17 +65,15 @@ from ...core.linalg import generalized_least_squares
 from ...core.multisets import index_multisets, pair_table
 from ...core.progress import progress_bar
 from ...ensembles.description import Ensemble
+from ...inference.diagnostics import REJECT_P  # the threshold of the verdict it checks
 from ...theory.couplings import fit_coupling
 from ...theory.deep import is_critical, nlo_kernel, perturbative_cumulant, vertex_growth
 from ..modeling import infer_spec
-from ..results import Claim, StudyResult, fmt, unresolved_claim, z_claim
+from ..results import Claim, StudyResult, fmt, networks_needed, unresolved_claim, z_claim
 from ..specs import DeepSpec, SpecError, deep_architecture, register_study
 from .common import cached_correlators
 
 __all__ = ["run_deep", "deep_seed", "fit_inverse_n", "weights"]
-
-#: A chi-square p-value below this rejects a form (the recursion's kappa_4 under a coupling).
-REJECT_P = 1e-3
 
 
 def deep_seed(seed: int, label: str, depth: int, width: int) -> int:
@@ -159,7 +157,6 @@ class _Theory(NamedTuple):
     s4: float  # A_pred: the recursion's s4 (n-independent at equal widths)
     r: float
     t2: float
-    K1: np.ndarray  # (P, P)
 
 
 def _theory(arch, X) -> _Theory:
@@ -169,7 +166,7 @@ def _theory(arch, X) -> _Theory:
     w = weights(nlo.K, nlo.K1)
     k4 = perturbative_cumulant(arch, X, 1).values  # n kappa_4 at n = 1
     t2 = 1.0 if np.any(w.K1) else np.nan  # t2 is the amplitude of the predicted shape
-    return _Theory(w, float(w.s4 @ k4), float(w.r @ k4), t2, nlo.K1)
+    return _Theory(w, float(w.s4 @ k4), float(w.r @ k4), t2)
 
 
 def _measure(stats, w: Weights) -> dict:
@@ -420,7 +417,7 @@ def _inverse_n_claim(case: _Case, L: int, t: xr.Dataset) -> Claim:
     rule = "the residual s4 - A_pred is resolved (|B| > 3 sigma), and its fitted power is 1 " \
            "within 3 sigma"  # fmt: skip
     if not abs(B1) > 3 * B1_err:
-        need = N * (3 * B1_err / abs(B1)) ** 2 * 1.2 if abs(B1) > B1_err else np.nan
+        need = networks_needed(N, B1_err, B1) if abs(B1) > B1_err else np.nan
         return unresolved_claim(key, title, rule, f"the residual B/n is not resolved: B = "
                                 f"{fmt(B1, B1_err)} (recursion as intercept)", need)  # fmt: skip
     p, p_err, chi2 = fit_power(n, resid, err)

@@ -81,7 +81,7 @@ from ...oracle.exact import exact_cumulant
 from ...theory.couplings import fit_coupling
 from ...theory.ntk_gp import ntk_predict
 from ..modeling import infer_spec
-from ..results import Claim, StudyResult, fmt, unresolved_claim, z_claim
+from ..results import Claim, StudyResult, fmt, networks_needed, unresolved_claim, z_claim
 from ..specs import register_study
 from .common import power_law_fit
 
@@ -375,8 +375,8 @@ def _exponent_claim(arch, k4: xr.Dataset, exponents: xr.Dataset) -> Claim:
     if len(used) < 3:
         t = k4.sel(step=s)
         # networks that would resolve S at 3 sigma; a negative S never enters the fit
-        ratio = np.where(t.S > 0, 3 * t.S_err / np.abs(t.S), np.inf)
-        needed = float(np.sort(t.n_networks.values * ratio**2 * 1.2)[min(2, ratio.size - 1)])
+        each = networks_needed(t.n_networks.values, t.S_err.values, t.S.values)
+        needed = float(np.sort(np.where(t.S > 0, each, np.inf))[min(2, each.size - 1)])
         return unresolved_claim(
             "kappa4_exponent",
             title,
@@ -440,7 +440,7 @@ def _couplings(spec, arch, kept: dict, result: StudyResult, wanted: set, progres
                 "p_value": d.fit.p_value,
                 "rank": d.fit.rank,
                 "divergences": d.divergences,
-                "r_hat": float(d.table["r_hat"].max()) if "r_hat" in d.table else np.nan,
+                "r_hat": d.max_r_hat,
                 "verdict": d.verdict.replace("\n", " "),
             }
         )
