@@ -29,16 +29,13 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..core.multisets import (
-    cumulants_from_moments,
-    index_multisets,
-    moments_from_cumulants,
-)
+from ..core.multisets import cumulants_from_moments, gp_moments
 from ..core.tuples import tuple_array
 from ..core.validation import check_inputs, check_order
 from ..networks.architectures import MLP, hidden_widths
 
 __all__ = [
+    "is_deep_linear",
     "deep_linear_factor",
     "exact_deep_linear_moments",
     "exact_deep_linear_cumulants",
@@ -46,8 +43,13 @@ __all__ = [
 ]
 
 
+def is_deep_linear(arch) -> bool:
+    """Whether ``arch`` is a linear network without biases (this module's exact case)."""
+    return isinstance(arch, MLP) and arch.activation == "linear" and not (arch.sb0 or arch.sb1)
+
+
 def _check_deep_linear(arch) -> MLP:
-    if not isinstance(arch, MLP) or arch.activation != "linear" or arch.sb0 or arch.sb1:
+    if not is_deep_linear(arch):
         raise ValueError(
             "arch must be a deep linear network without biases (activation 'linear', "
             f"sb0 = sb1 = 0), got {arch!r}"
@@ -84,9 +86,7 @@ def exact_deep_linear_moments(arch: MLP, X, width, max_order: int = 4) -> dict[i
     X = check_inputs(X, arch.d_in)
     max_order = check_order(max_order)
     n = np.array(hidden_widths(arch, width), dtype=np.float64)
-    P = X.shape[0]
-    K = _kernel(arch, X)
-    wick = moments_from_cumulants({2: K[tuple(index_multisets(P, 2).T)]}, P, max_order)
+    wick = gp_moments(_kernel(arch, X), max_order)
     return {order: deep_linear_factor(n, order // 2) * G for order, G in wick.items()}
 
 

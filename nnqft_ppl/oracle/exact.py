@@ -47,7 +47,7 @@ from ..core.precision import float64
 from ..core.tuples import tuple_array, tuple_covariance
 from ..core.validation import check_inputs, check_order, check_width
 from ..networks.architectures import MLP
-from .deep_linear import exact_deep_linear_cumulants
+from .deep_linear import exact_deep_linear_cumulants, is_deep_linear
 from .neuron_quadrature import neuron_rule
 
 __all__ = [
@@ -78,10 +78,6 @@ def _require_single_layer(arch: MLP) -> None:
             f"without biases; {arch.name} has depth {arch.depth}: use "
             "nq.perturbative_cumulant (the 1/n expansion) or an ensemble"
         )
-
-
-def _is_deep_linear(arch: MLP) -> bool:
-    return arch.depth > 1 and arch.activation == "linear" and arch.sb0 == 0 and arch.sb1 == 0
 
 
 @float64
@@ -188,7 +184,7 @@ def exact_cumulants(arch: MLP, X, width: int, max_order: int = 6) -> dict[int, n
     One hidden layer, any activation; or a deep linear net without biases
     (:mod:`nnqft_ppl.oracle.deep_linear`).
     """
-    if _is_deep_linear(arch):
+    if arch.depth > 1 and is_deep_linear(arch):
         return exact_deep_linear_cumulants(arch, X, width, max_order)
     width = check_width(width)
     E = single_neuron_moments(arch, X, max_order)
@@ -422,7 +418,6 @@ def exact_kernel_moment_covariance(arch: MLP, X, width: int, order: int = 4) -> 
     V = P * (P + 1) // 2
     m = order // 2
     moments = moments_from_cumulants(kernel_cumulants(arch, X, width, order), V, order, even=False)
-    joint = moments[order][union_ranks(V, m, m)] - np.outer(moments[m], moments[m])
-    cov = _pairing_sum(joint, P, order)
+    cov = _pairing_sum(monomial_covariance(moments, V, m, m), P, order)
     return tuple_covariance(cov, P, order, f"G_{order}_kernel_covariance", width=width,
                             per="network")  # fmt: skip

@@ -94,7 +94,7 @@ import numpy as np
 import xarray as xr
 from scipy import optimize
 
-from ..core.multisets import index_multisets, monomials, multiset_rank, tuple_labels
+from ..core.multisets import index_multisets, monomials, multiset_rank, tuple_labels, union_ranks
 from ..core.precision import float64
 from ..core.quadrature import legendre_on_intervals
 from ..core.tuples import tuple_array
@@ -181,18 +181,7 @@ def _pair_tables(P: int) -> _Pairs:
     diag = multiset_rank(np.stack([np.arange(P)] * 2, axis=-1), P)
     a, b = pairs.T
     entries = np.stack([diag[a], diag[b], np.arange(len(pairs))], axis=-1)
-    union = np.concatenate(
-        [
-            np.broadcast_to(pairs[:, None, :], (len(pairs), len(pairs), 2)),
-            np.broadcast_to(pairs[None, :, :], (len(pairs), len(pairs), 2)),
-        ],
-        axis=-1,
-    )
-    return _Pairs(pairs, diag, entries, multiset_rank(union, P))
-
-
-def _pair_labels(P: int) -> list[str]:
-    return tuple_labels(P, 2)
+    return _Pairs(pairs, diag, entries, union_ranks(P, 2, 2))
 
 
 def _to_matrix(values: np.ndarray, P: int) -> np.ndarray:
@@ -757,7 +746,7 @@ def four_point_vertex(arch: MLP, X, width=None) -> xr.Dataset:
     layers = _recursion(arch, X, widths, nlo=False)
     P = X.shape[0]
     a, b = index_multisets(P, 2).T
-    labels = _pair_labels(P)
+    labels = tuple_labels(P, 2)
     return xr.Dataset(
         {
             "V": (("layer", "pair", "pair_"), np.stack([lay.V for lay in layers])),
