@@ -52,6 +52,7 @@ from .neuron_quadrature import neuron_rule
 
 __all__ = [
     "single_neuron_moments",
+    "first_layer_moments",
     "oracle_error",
     "exact_cumulants",
     "exact_moments",
@@ -99,6 +100,15 @@ def single_neuron_moments(
         ``{n: array (C(P+n-1, n),)}``.
     """
     _require_single_layer(arch)
+    return first_layer_moments(arch, X, max_order, check=check)
+
+
+def first_layer_moments(
+    arch: MLP, X, max_order: int, *, check: bool = False
+) -> dict[int, np.ndarray]:
+    """:func:`single_neuron_moments` of the first hidden layer of a network of any depth (its
+    units depend only on ``sw0``, ``sb0`` and the activation); ``NotImplementedError`` where no
+    quadrature rule exists (e.g. ReLU with a Gaussian dimension above 3)."""
     X = check_inputs(X, arch.d_in)
     P = X.shape[0]
     orders = range(2, max_order + 1, 2)

@@ -94,14 +94,14 @@ import numpy as np
 import xarray as xr
 from scipy import optimize
 
-from ..core.multisets import index_multisets, monomials, multiset_rank, tuple_labels, union_ranks
+from ..core.multisets import index_multisets, multiset_rank, tuple_labels, union_ranks
 from ..core.precision import float64
 from ..core.quadrature import legendre_on_intervals
 from ..core.tuples import tuple_array
 from ..core.validation import check_inputs, check_order, check_positive_int, check_width
 from ..networks.activations import Activation, ReLU, get_activation
 from ..networks.architectures import MLP, hidden_widths
-from ..oracle.neuron_quadrature import neuron_rule
+from ..oracle.exact import first_layer_moments
 
 __all__ = [
     "four_point_vertex",
@@ -658,28 +658,14 @@ class _Layer(NamedTuple):
     dK: np.ndarray  # (M2,) 1/n shift of E[G] at the given widths (absolute)
 
 
-def _first_layer_moments(arch: MLP, X: np.ndarray):
-    """``(E2 (M2,), E4 (M4,))`` of the first hidden layer, exact rules where available."""
-    P = X.shape[0]
-    K = arch.sb0**2 + arch.sw0**2 * (X @ X.T) / arch.d_in
-    act = arch.phi
-    if act.name == "gauss":
-        out = {}
-        for n in (2, 4):
-            T = index_multisets(P, n)
-            pair = K[T[:, :, None], T[:, None, :]]
-            upper = np.triu(np.ones((n, n), dtype=bool), k=1)
-            out[n] = np.exp(pair[:, upper].sum(-1) - 0.5 * np.diagonal(pair, 0, 1, 2).sum(-1))
-        return out[2], out[4]
-    if act.name not in ("linear",):
-        try:
-            rule = neuron_rule(arch, X)
-        except NotImplementedError:
-            rule = None
-        if rule is not None:
-            mono = monomials(np.asarray(rule.values, dtype=np.float64), 4)
-            return tuple(rule.radial_moment(n) * (rule.weights @ mono[n]) for n in (2, 4))
-    return _two_point(act, K), gaussian_four_point(act, K)
+def _first_layer_moments(arch: MLP, X: np.ndarray, K: np.ndarray):
+    """``(E2 (M2,), E4 (M4,))`` of the first hidden layer (covariance ``K``): the exact
+    oracle's rules, else the subset rules of any layer."""
+    try:
+        E = first_layer_moments(arch, X, 4)
+    except NotImplementedError:
+        return _two_point(arch.phi, K), gaussian_four_point(arch.phi, K)
+    return E[2], E[4]
 
 
 def _recursion(arch: MLP, X: np.ndarray, widths: np.ndarray, nlo: bool) -> list[_Layer]:
@@ -694,7 +680,7 @@ def _recursion(arch: MLP, X: np.ndarray, widths: np.ndarray, nlo: bool) -> list[
     for l in range(1, arch.depth + 1):  # layer l -> l + 1
         V, dK = layers[-1].V, layers[-1].dK
         if l == 1:
-            E2, E4 = _first_layer_moments(arch, X)
+            E2, E4 = _first_layer_moments(arch, X, K)
         else:
             E2, E4 = _two_point(act, K), gaussian_four_point(act, K)
         E4pp = E4[tables.quads]
