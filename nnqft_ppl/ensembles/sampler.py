@@ -143,11 +143,16 @@ def _default_chunk(ensemble: Ensemble) -> int:
     return 1 << int(math.log2(chunk))
 
 
+def network_keys(root: jax.Array, start, chunk: int) -> jax.Array:
+    """The keys ``(chunk,)`` of networks ``start .. start + chunk - 1``: ``fold_in(root, a)``,
+    so network a is the same in any chunk, batch, worker or trained ensemble."""
+    return jax.vmap(jax.random.fold_in, (None, 0))(root, start + jnp.arange(chunk))
+
+
 @partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "sampler"))
 def _draw_chunk(arch, X, width, root, start, chunk, dtype, sampler="parameters"):
     """Outputs ``(chunk, P)`` of networks ``start .. start + chunk - 1``."""
-    index = start + jnp.arange(chunk)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(root, index)
+    keys = network_keys(root, start, chunk)
     if sampler == "gram":
         return jax.vmap(lambda k: arch.draw_gram(k, X, width, dtype)[1])(keys)
     return jax.vmap(lambda k: arch.draw_outputs(k, X, width, dtype))(keys)
@@ -225,7 +230,7 @@ def _cell_sums(arch, X, width, root, cell, lo, stop, chunk, dtype, layouts, batc
     ``layouts``: ``((block, degrees), ...)``. Returns ``({block: {degree: (S, M)}}, counts (S,))``.
     """
     index = cell + jnp.arange(chunk)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(root, index)
+    keys = network_keys(root, cell, chunk)
     blocks = tuple(block for block, _ in layouts)
     features = _features(arch, X, width, keys, dtype, blocks, shift, sampler)
     valid = (index >= lo) & (index < stop)
@@ -306,8 +311,9 @@ def accumulate_moments(
     if not isinstance(ensemble, Ensemble):
         raise ValueError(f"ensemble must be an nq.Ensemble, got {type(ensemble).__name__}")
     e = ensemble
-    sums = resume or MomentSums.for_ensemble(e)
-    if sums._layout() != MomentSums.for_ensemble(e)._layout():
+    fresh = MomentSums.for_ensemble(e)
+    sums = resume or fresh
+    if sums._layout() != fresh._layout():
         raise ValueError("resume holds the sums of a different ensemble layout")
     start = (sums.n_accumulated if resume is not None else 0) if start is None else start
     stop = e.n_networks if stop is None else stop

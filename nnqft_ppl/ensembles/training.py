@@ -29,12 +29,12 @@ import xarray as xr
 
 from ..core.multisets import monomials
 from ..core.progress import progress_bar
-from ..core.validation import check_inputs, check_positive_int, check_width
+from ..core.validation import check_inputs, check_order, check_positive_int, check_width
 from ..networks.architectures import MLP
 from ..networks.ntk import check_learning_rate, learning_rate_limit
 from .correlators import CorrelatorStats
 from .description import Ensemble
-from .sampler import MomentSums
+from .sampler import MomentSums, network_keys
 
 __all__ = ["train_ensemble", "correlator_stats_from_outputs", "PRECISIONS"]
 
@@ -66,11 +66,9 @@ def _train_chunk(arch, width, optimizer, chunk, X_train, y_train, X_test, root, 
     do not recompile, only a new number of snapshots does).
     """
     compute = jnp.float32 if precision == "mixed" else jnp.float64
-    n_params = arch.n_parameters(width)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(root, start + jnp.arange(chunk))
-    # The same draw, in the same dtype, as MLP.draw_outputs: the untrained ensemble's networks.
-    theta = jax.vmap(lambda k: jax.random.normal(k, (n_params,), dtype=jnp.float64))(keys)
-    theta = jax.lax.optimization_barrier(theta)
+    # The same keys and draw, in the same dtype, as MLP.draw_outputs: the untrained networks.
+    keys = network_keys(root, start, chunk)
+    theta = jax.vmap(lambda k: arch.draw_parameters(k, width))(keys)
 
     def outputs(t, X):
         return arch.apply(arch.unflatten(t, width), X)
@@ -292,8 +290,7 @@ def correlator_stats_from_outputs(
         )
     if not np.all(np.isfinite(f)):
         raise ValueError("outputs contain NaN or inf (diverged networks?)")
-    if max_order % 2 or not 2 <= max_order <= 8:
-        raise ValueError(f"max_order must be even and between 2 and 8, got {max_order}")
+    max_order = check_order(max_order, 8, "max_order")
     n = f.shape[0]
     if center is None:
         spread = f.std(axis=0) / math.sqrt(n)

@@ -169,6 +169,16 @@ class MLP:
         """Parameters before the readout: the first ``n_hidden_parameters`` entries of theta."""
         return self.n_parameters(width) - width - 1
 
+    def draw_parameters(self, key: jax.Array, width: int, dtype=jnp.float64, *,
+                        hidden_only: bool = False) -> jax.Array:  # fmt: skip
+        """The flat parameters ``(n_parameters,)`` of the network drawn from ``key`` (with
+        ``hidden_only``: the first ``n_hidden_parameters``), one ``jax.random.normal`` call."""
+        size = self.n_hidden_parameters(width) if hidden_only else self.n_parameters(width)
+        theta = jax.random.normal(key, (size,), dtype=dtype)
+        # Without the barrier XLA fuses the threefry hash into every consumer of theta and
+        # recomputes it several times (measured: 5x slower sampling).
+        return jax.lax.optimization_barrier(theta)
+
     def draw_layers(self, key: jax.Array, X: jnp.ndarray, width: int, dtype=jnp.float64, *,
                     readout: bool = True):  # fmt: skip
         """``(h (P, N), f (P,) or None)``: last hidden layer and outputs of the network whose
@@ -181,11 +191,7 @@ class MLP:
         is the same network's.
         """
         prefix = not readout and jax.config.jax_threefry_partitionable
-        size = self.n_hidden_parameters(width) if prefix else self.n_parameters(width)
-        theta = jax.random.normal(key, (size,), dtype=dtype)
-        # Without the barrier XLA fuses the threefry hash into every consumer of theta and
-        # recomputes it several times (measured: 5x slower sampling).
-        theta = jax.lax.optimization_barrier(theta)
+        theta = self.draw_parameters(key, width, dtype, hidden_only=prefix)
         if prefix:  # pad the readout slots so unflatten keeps its layout (they are unused)
             theta = jnp.concatenate([theta, jnp.zeros(width + 1, dtype)])
         params = self.unflatten(theta, width)
