@@ -512,9 +512,23 @@ def parse_spec(data: dict, source: str = "<spec>") -> Spec:
         if not math.isfinite(spec.ensemble.network_budget):
             raise SpecError(f"{source}: ensemble.network_budget must be finite")
     _check_training(spec, source)
+    if spec.study == "deep":
+        _check_deep_study(spec, source)
     if spec.deep is not None:
         _check_deep(spec, source)
     return spec
+
+
+def _check_deep_study(spec: Spec, source: str) -> None:
+    """``study = "deep"`` measures with the last layer's kernel: it needs an ``[ensemble]``
+    table whose estimator keeps the kernel."""
+    if spec.ensemble is None:
+        raise SpecError(f"{source}: study 'deep' needs an [ensemble] table")
+    if spec.ensemble.estimator == "outputs":
+        raise SpecError(
+            f"{source}: ensemble.estimator = 'outputs': the deep study measures with the "
+            "kernel estimator; set 'kernel' (or 'both')"
+        )
 
 
 def _check_training(spec: Spec, source: str) -> None:

@@ -17,6 +17,7 @@ from ...theory.couplings import Constant
 __all__ = [
     "cached_correlators",
     "power_law_fit",
+    "spec_ensemble",
     "spec_ensembles",
     "constant_coupling",
     "dask_client",
@@ -52,22 +53,20 @@ def power_law_fit(x, y, yerr) -> tuple[float, float, float, int]:
     return float(slope), float(np.sqrt(cov[0, 0])), chi2, len(x) - 2
 
 
+def spec_ensemble(spec, arch, X, width: int, n_networks: int, seed: int | None = None,
+                  max_order: int | None = None) -> Ensemble:  # fmt: skip
+    """The ``Ensemble`` of a spec's ``[ensemble]`` table for one architecture and width
+    (``seed`` and ``max_order`` override the table's)."""
+    e = spec.ensemble
+    return Ensemble(arch, X, width, n_networks, e.seed if seed is None else seed,
+                    max_order or e.max_order, e.n_batches, estimator=e.estimator,
+                    sampler=e.sampler, dtype=e.dtype)  # fmt: skip
+
+
 def spec_ensembles(spec, arch, X, max_order: int | None = None) -> dict[int, Ensemble]:
     """``{width: Ensemble}`` of a spec's ``[ensemble]`` table at its resolved sizes."""
-    e = spec.ensemble
     return {
-        N: Ensemble(
-            arch,
-            X,
-            N,
-            n,
-            e.seed,
-            max_order or e.max_order,
-            e.n_batches,
-            estimator=e.estimator,
-            sampler=e.sampler,
-            dtype=e.dtype,
-        )  # fmt: skip
+        N: spec_ensemble(spec, arch, X, N, n, max_order=max_order)
         for N, n in spec.ensemble_sizes().items()
     }
 

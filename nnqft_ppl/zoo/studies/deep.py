@@ -64,14 +64,13 @@ import xarray as xr
 from ...core.linalg import generalized_least_squares
 from ...core.multisets import index_multisets, pair_table
 from ...core.progress import progress_bar
-from ...ensembles.description import Ensemble
 from ...inference.diagnostics import REJECT_P  # the threshold of the verdict it checks
 from ...theory.couplings import fit_coupling
 from ...theory.deep import is_critical, nlo_kernel, perturbative_cumulant, vertex_growth
 from ..modeling import infer_spec
 from ..results import Claim, StudyResult, fmt, networks_needed, unresolved_claim, z_claim
-from ..specs import DeepSpec, SpecError, deep_architecture, register_study
-from .common import cached_correlators
+from ..specs import DeepSpec, deep_architecture, register_study
+from .common import cached_correlators, spec_ensemble
 
 __all__ = ["run_deep", "deep_seed", "fit_inverse_n", "weights"]
 
@@ -187,25 +186,13 @@ def _measure(stats, w: Weights) -> dict:
     return out
 
 
-def _estimator(spec) -> None:
-    if spec.ensemble is None:
-        raise SpecError(f"spec {spec.name!r}: the deep study needs an [ensemble] table")
-    if spec.ensemble.estimator == "outputs":
-        raise SpecError(
-            f"spec {spec.name!r}: ensemble.estimator = 'outputs': the deep study measures with the "
-            "kernel estimator; set 'kernel' (or 'both')"
-        )
-
-
 @register_study("deep")
 def run_deep(spec, cache=None, progress: bool = False) -> StudyResult:
     """Run a ``study = "deep"`` spec (module docstring): tables ``deep`` (over case, depth,
     width), ``deep_growth`` (case, depth) and ``deep_couplings`` (width), and the claims."""
-    _estimator(spec)
     deep = spec.deep or DeepSpec()
     arch0 = spec.architecture_for()
     X = spec.inputs_for(arch0)
-    e = spec.ensemble
     sizes = spec.ensemble_sizes()
     widths = list(sizes)
     growth_width = deep.growth_width or widths[-1]
@@ -220,10 +207,8 @@ def run_deep(spec, cache=None, progress: bool = False) -> StudyResult:
             arch = deep_architecture(spec, case.label, L)
             if (case.label, L) not in theory:
                 theory[case.label, L] = _theory(arch, X)
-            ensemble = Ensemble(
-                arch, X, N, sizes[N], deep_seed(e.seed, case.label, L, N), max_order=4,
-                n_batches=e.n_batches, estimator=e.estimator, sampler=e.sampler, dtype=e.dtype,
-            )  # fmt: skip
+            seed = deep_seed(spec.ensemble.seed, case.label, L, N)
+            ensemble = spec_ensemble(spec, arch, X, N, sizes[N], seed, max_order=4)
             stats = cached_correlators(ensemble, cache)
             measured[case.label, L, N] = _measure(stats, theory[case.label, L].w)
             if L == spec.architecture.depth and case.label == deep.label:
