@@ -28,6 +28,7 @@ __all__ = [
     "cumulants_from_moments",
     "moments_from_cumulants",
     "tuple_labels",
+    "diagonal_ranks",
     "pair_table",
     "gp_moments",
     "multiplicities",
@@ -252,6 +253,11 @@ def k_statistics(power_sums: dict, n, n_variables: int, order: int):
 def tuple_labels(n_inputs: int, order: int) -> list[str]:
     """Readable coordinate labels for the ``tuple`` dimension, e.g. ``"0,0,1,3"``."""
     return [",".join(map(str, row)) for row in index_multisets(n_inputs, order)]
+
+
+def diagonal_ranks(n_inputs: int, order: int) -> np.ndarray:
+    """Ranks ``(n_inputs,)`` of the diagonal multisets ``(i, i, ..., i)`` of ``order``."""
+    return multiset_rank(np.repeat(np.arange(n_inputs)[:, None], order, axis=1), n_inputs)
 
 
 def pair_table(K):

@@ -94,7 +94,13 @@ import numpy as np
 import xarray as xr
 from scipy import optimize
 
-from ..core.multisets import index_multisets, multiset_rank, tuple_labels, union_ranks
+from ..core.multisets import (
+    diagonal_ranks,
+    index_multisets,
+    multiset_rank,
+    tuple_labels,
+    union_ranks,
+)
 from ..core.precision import float64
 from ..core.quadrature import legendre_on_intervals
 from ..core.tuples import tuple_array
@@ -178,7 +184,7 @@ class _Pairs(NamedTuple):
 @functools.cache
 def _pair_tables(P: int) -> _Pairs:
     pairs = index_multisets(P, 2)
-    diag = multiset_rank(np.stack([np.arange(P)] * 2, axis=-1), P)
+    diag = diagonal_ranks(P, 2)
     a, b = pairs.T
     entries = np.stack([diag[a], diag[b], np.arange(len(pairs))], axis=-1)
     return _Pairs(pairs, diag, entries, union_ranks(P, 2, 2))

@@ -72,6 +72,7 @@ import numpy as np
 import scipy.stats
 import xarray as xr
 
+from ...core.multisets import diagonal_ranks, pair_table
 from ...core.progress import progress_bar
 from ...core.storage import open_store, write_store
 from ...ensembles.training import correlator_stats_from_outputs, train_ensemble
@@ -115,22 +116,16 @@ def trained_outputs(arch, X_train, y_train, X, width, n_networks, steps, eta, se
     return f
 
 
-def _diagonal(P: int, stats) -> np.ndarray:
-    """Positions of the diagonal tuples ``(i, i, i, i)`` in kappa_4 (``(P,)``)."""
-    labels = list(stats.cumulant(4).tuple.values)
-    return np.array([labels.index(",".join([str(i)] * 4)) for i in range(P)])
-
-
 def kappa4_row(stats, sigma: np.ndarray, exact=None) -> dict:
     """The kappa_4 numbers of one (step, width): summary ``S`` (see module docstring), its
     error, the measured excess kurtosis / 3 and the variance ratio; ``sigma (P, P)`` is the
     infinite-width covariance, ``exact`` the exact kappa_4 ``(M,)`` (untrained) or None."""
     P = sigma.shape[0]
-    diag = _diagonal(P, stats)
+    diag = diagonal_ranks(P, 4)
     k4, C = stats.cumulant(4).values, stats.covariance(4).values
     a = np.zeros(k4.size)
     a[diag] = 1.0 / (3 * np.diag(sigma) ** 2 * P)
-    variance = stats.moment(2).values[[i * P - i * (i - 1) // 2 for i in range(P)]]
+    variance = stats.moment(2).values[diagonal_ranks(P, 2)]
     row = {
         "S": float(a @ k4),
         "S_err": float(np.sqrt(max(a @ C @ a, 0.0))),
@@ -144,7 +139,6 @@ def kappa4_row(stats, sigma: np.ndarray, exact=None) -> dict:
 def ntk_row(arch, X, width, f, mean, cov, K, n_batches, seed) -> dict:
     """One (ntk_width, step) of the NTK comparison (module docstring); ``f (n, P)``."""
     n, P = f.shape
-    iu = np.triu_indices(P)
     row = {}
     z = (f.mean(0) - mean) / (f.std(0, ddof=1) / np.sqrt(n))
     row["max_abs_z_mean"] = float(np.max(np.abs(z)))
@@ -159,11 +153,12 @@ def ntk_row(arch, X, width, f, mean, cov, K, n_batches, seed) -> dict:
     unbiased = n / (n - 1)  # the centred second moments divide by n
     c = stats.moment(2).values * unbiased
     C = stats.covariance(2, kind="moment").values * unbiased**2
-    row["max_abs_z_cov"] = float(np.max(np.abs(c - cov[iu]) / np.sqrt(np.diag(C))))
-    w = cov[iu] / (cov[iu] @ cov[iu])
+    pairs = pair_table(cov)  # the entries in the order of the moments' tuples
+    row["max_abs_z_cov"] = float(np.max(np.abs(c - pairs) / np.sqrt(np.diag(C))))
+    w = pairs / (pairs @ pairs)
     row["cov_summary"] = float(w @ c)
     row["cov_err"] = float(np.sqrt(max(w @ C @ w, 0.0)))
-    row["cov_untrained"] = float(w @ K[iu])
+    row["cov_untrained"] = float(w @ pair_table(K))
     return row
 
 
