@@ -30,6 +30,7 @@ __all__ = [
     "tuple_labels",
     "diagonal_ranks",
     "pair_table",
+    "pair_matrix",
     "gp_moments",
     "multiplicities",
     "union_ranks",
@@ -264,6 +265,15 @@ def pair_table(K):
     """A symmetric ``(..., P, P)`` matrix on the 2-multisets ``i <= j``: ``(..., C(P+1, 2))``."""
     pairs = index_multisets(K.shape[-1], 2)
     return K[..., pairs[:, 0], pairs[:, 1]]
+
+
+def pair_matrix(values: np.ndarray, n_inputs: int) -> np.ndarray:
+    """The symmetric ``(P, P)`` matrix whose :func:`pair_table` is ``values`` ``(C(P+1, 2),)``."""
+    a, b = index_multisets(n_inputs, 2).T
+    out = np.empty((n_inputs, n_inputs), dtype=np.result_type(values, np.float64))
+    out[a, b] = values
+    out[b, a] = values
+    return out
 
 
 def gp_moments(K, max_order: int) -> dict:

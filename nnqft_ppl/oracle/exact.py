@@ -39,6 +39,7 @@ from ..core.multisets import (
     moments_from_cumulants,
     monomials,
     multiset_rank,
+    pair_matrix,
     pairing_ranks,
     partition_plan,
     union_ranks,
@@ -394,12 +395,10 @@ def exact_kernel_covariance(arch: MLP, X, width: int) -> KernelEstimatorCovarian
     P = X.shape[0]
     V = P * (P + 1) // 2
     c = kernel_cumulants(arch, X, width, 4)
-    second = np.zeros((V, V))
-    iu = index_multisets(V, 2)
-    second[iu[:, 0], iu[:, 1]] = second[iu[:, 1], iu[:, 0]] = c[2]
+    second = pair_matrix(c[2], V)
     # covariance of the unbiased sample covariances k_pq, k_rs over pairs (p<=q), (r<=s)
     fourth_pq_rs = c[4][union_ranks(V, 2, 2)]
-    p, q = iu[:, 0], iu[:, 1]
+    p, q = index_multisets(V, 2).T
     second_pq_rs = second[p[:, None], p[None, :]] * second[q[:, None], q[None, :]]
     second_pq_rs = second_pq_rs + second[p[:, None], q[None, :]] * second[q[:, None], p[None, :]]
     return KernelEstimatorCovariance(

@@ -98,6 +98,7 @@ from ..core.multisets import (
     diagonal_ranks,
     index_multisets,
     multiset_rank,
+    pair_matrix,
     tuple_labels,
     union_ranks,
 )
@@ -188,15 +189,6 @@ def _pair_tables(P: int) -> _Pairs:
     a, b = pairs.T
     entries = np.stack([diag[a], diag[b], np.arange(len(pairs))], axis=-1)
     return _Pairs(pairs, diag, entries, union_ranks(P, 2, 2))
-
-
-def _to_matrix(values: np.ndarray, P: int) -> np.ndarray:
-    """Symmetric ``(P, P)`` matrix from its unique entries ``(M2,)``."""
-    a, b = index_multisets(P, 2).T
-    out = np.empty((P, P))
-    out[a, b] = values
-    out[b, a] = values
-    return out
 
 
 # ============================================================================ two-point map
@@ -701,7 +693,7 @@ def _recursion(arch: MLP, X: np.ndarray, widths: np.ndarray, nlo: bool) -> list[
             if nlo:
                 cov = V / widths[l - 2]  # Cov(G^(l)) at leading order
                 dK_next = CW * (J @ dK + 0.5 * _hessian_contraction(hess, cov, tables))
-        K = Cb + CW * _to_matrix(E2, P)
+        K = Cb + CW * pair_matrix(E2, P)
         layers.append(_Layer(K, V_next, dK_next))
     return layers
 
@@ -839,7 +831,7 @@ def nlo_kernel(arch: MLP, X, width) -> NLOKernel:
     widths = _hidden_widths(arch, width)
     last = _recursion(arch, X, widths, nlo=True)[-1]
     P = X.shape[0]
-    K1 = _to_matrix(widths[-1] * last.dK, P)
+    K1 = pair_matrix(widths[-1] * last.dK, P)
     return NLOKernel(last.K, K1, last.K + K1 / widths[-1], _width_attr(width))
 
 
