@@ -151,11 +151,9 @@ def network_keys(root: jax.Array, start, chunk: int) -> jax.Array:
 
 @partial(jax.jit, static_argnames=("arch", "width", "chunk", "dtype", "sampler"))
 def _draw_chunk(arch, X, width, root, start, chunk, dtype, sampler="parameters"):
-    """Outputs ``(chunk, P)`` of networks ``start .. start + chunk - 1``."""
+    """Outputs ``(chunk, P)`` (float64) of networks ``start .. start + chunk - 1``."""
     keys = network_keys(root, start, chunk)
-    if sampler == "gram":
-        return jax.vmap(lambda k: arch.draw_gram(k, X, width, dtype)[1])(keys)
-    return jax.vmap(lambda k: arch.draw_outputs(k, X, width, dtype))(keys)
+    return _features(arch, X, width, keys, dtype, ("outputs",), None, sampler)["outputs"]
 
 
 @cache
